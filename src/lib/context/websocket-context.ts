@@ -1,0 +1,274 @@
+import { Logger, Type } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import WebSocket from 'ws';
+import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import { SOCKET_CLOSED } from '../messages';
+import { CloseCode } from './close-code.enum';
+import { assertValidClose } from './close-frame';
+import { WebSocketMessage } from './websocket-message';
+
+/** Options of `receive()`. @publicApi */
+export interface ReceiveOptions {
+  /** Stops waiting when aborted; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Stops waiting after this many ms; the promise rejects with a `TimeoutError` DOMException. */
+  timeout?: number;
+}
+
+/** Options of `send()`. @publicApi */
+export interface SendOptions {
+  /** `false` sends a fragment: more of the same message follows. @default true */
+  fin?: boolean;
+}
+
+/**
+ * Turns one decoded message into the handler's DTO, or throws: the handler's pipes in a session,
+ * plain JSON otherwise.
+ */
+export type MessageParser = (message: WebSocketMessage, metatype: Type) => Promise<unknown>;
+
+/** How the context answers a message that `receive(Dto)` could not accept. */
+export type RejectedMessageHandler = (context: WebSocketContext, error: unknown) => Promise<void>;
+
+/** A request as the HTTP platform leaves it after routing and guards. */
+export type UpgradeRequest = IncomingMessage & {
+  params?: Record<string, string>;
+  query?: Record<string, unknown>;
+  user?: unknown;
+};
+
+interface Waiter {
+  resolve(message: WebSocketMessage): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * One accepted WebSocket connection, as the handler sees it: the handshake's data, an ordered
+ * `receive()`, a `send()` that resolves once the frame is handed to the socket, and `close()`.
+ *
+ * @example
+ * for await (const message of socket) await socket.send(`echo: ${message.text}`);
+ * @publicApi
+ */
+export class WebSocketContext<TUser = any, TData extends object = Record<string, any>>
+  implements AsyncIterable<WebSocketMessage>
+{
+  /** A unique id of this connection. */
+  readonly id = randomUUID();
+  /** Per-connection storage for the application. */
+  data = {} as TData;
+  /** The route's path parameters. */
+  readonly params: Record<string, string>;
+  /** The upgrade request's query parameters. */
+  readonly query: Record<string, unknown>;
+  /** What the guards put on `request.user`. */
+  readonly user: TUser;
+
+  private readonly queue: WebSocketMessage[] = [];
+  private readonly waiters: Waiter[] = [];
+  private readonly abortController = new AbortController();
+  private readonly closedPromise: Promise<void>;
+  private closeTimer?: NodeJS.Timeout;
+  private disconnect?: WebSocketDisconnect;
+
+  constructor(
+    private readonly ws: WebSocket,
+    /** The HTTP upgrade request. */
+    readonly request: UpgradeRequest,
+    private readonly settings: {
+      closeTimeout: number;
+      parse: MessageParser;
+      onRejectedMessage: RejectedMessageHandler;
+    },
+  ) {
+    this.params = request.params ?? {};
+    this.query = request.query ?? {};
+    this.user = request.user as TUser;
+    ws.on('message', (data: Buffer, isBinary: boolean) =>
+      this.push(new WebSocketMessage(data, isBinary ? 'binary' : 'text')),
+    );
+    // ws closes the connection itself after a protocol error (1002, 1007, 1009); the 'close' event follows.
+    ws.on('error', (error) => new Logger(WebSocketContext.name).debug(`${this.id}: ${error.message}`));
+    this.closedPromise = new Promise((resolve) =>
+      ws.once('close', (code: number, reason: Buffer) => {
+        this.onClose(code, reason.toString());
+        resolve();
+      }),
+    );
+  }
+
+  /** The upgrade request's headers. */
+  get headers(): IncomingHttpHeaders {
+    return this.request.headers;
+  }
+
+  /** The negotiated subprotocol, `''` when none. */
+  get protocol(): string {
+    return this.ws.protocol;
+  }
+
+  /** `'open'`, `'closing'` once a close frame was sent or received, `'closed'` at the end. */
+  get state(): 'open' | 'closing' | 'closed' {
+    if (this.ws.readyState === WebSocket.OPEN) return 'open';
+    return this.disconnect ? 'closed' : 'closing';
+  }
+
+  /** The close code, once closed (1006 when the connection dropped without a close frame). */
+  get closeCode(): number | undefined {
+    return this.disconnect?.code;
+  }
+
+  /** The close reason, once closed. */
+  get closeReason(): string | undefined {
+    return this.disconnect?.reason;
+  }
+
+  /** Aborted when the connection ends; pass it to whatever the handler awaits. */
+  get signal(): AbortSignal {
+    return this.abortController.signal;
+  }
+
+  /** Resolves once the connection is closed. */
+  get closed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  /**
+   * The next message, in order. Messages that arrived before the call are queued, none is lost.
+   * With a class, the message is parsed as JSON and run through the handler's pipes
+   * (`ValidationPipe` and the like); a message they reject is answered with an error frame and
+   * skipped (policy `'reply'`) or closes the connection with 1007 (policy `'close'`).
+   * @throws WebSocketDisconnect once the connection is closed
+   * @example const message = await socket.receive({ timeout: 5000 });
+   * @example const order = await socket.receive(CreateOrderDto);
+   */
+  receive(options?: ReceiveOptions): Promise<WebSocketMessage>;
+  receive<T>(metatype: Type<T>, options?: ReceiveOptions): Promise<T>;
+  async receive<T>(
+    metatypeOrOptions?: Type<T> | ReceiveOptions,
+    options?: ReceiveOptions,
+  ): Promise<WebSocketMessage | T> {
+    if (typeof metatypeOrOptions !== 'function') {
+      return this.next(metatypeOrOptions);
+    }
+    for (;;) {
+      const message = await this.next(options);
+      try {
+        return (await this.settings.parse(message, metatypeOrOptions)) as T;
+      } catch (error) {
+        await this.settings.onRejectedMessage(this, error);
+      }
+    }
+  }
+
+  /**
+   * The messages as DTOs, each through the handler's pipes, until the connection closes.
+   * @example for await (const msg of socket.messages(ChatMessageDto)) await socket.send(msg.text);
+   */
+  messages<T>(metatype: Type<T>): AsyncIterable<T> {
+    return { [Symbol.asyncIterator]: () => this.iterate(() => this.receive(metatype)) };
+  }
+
+  /** Iterates over the messages until the connection closes; the loop then ends quietly. */
+  [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
+    return this.iterate(() => this.next());
+  }
+
+  /**
+   * Sends a message: a string as text, a Buffer, ArrayBuffer or typed array as binary, anything
+   * else as JSON text. Resolves once the frame is handed to the socket.
+   * @throws WebSocketDisconnect when the socket is closing or closed
+   * @example await socket.send({ type: 'welcome', id: socket.id });
+   */
+  send(data: unknown, options: SendOptions = {}): Promise<void> {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(this.closedError('send'));
+    }
+    const binary = typeof data !== 'string' && (Buffer.isBuffer(data) || data instanceof ArrayBuffer || ArrayBuffer.isView(data));
+    const payload = typeof data === 'string' || binary ? data : JSON.stringify(data);
+    if (payload === undefined) {
+      return Promise.reject(new TypeError(`Cannot send ${String(data)}: it has no JSON form.`));
+    }
+    return new Promise((resolve, reject) =>
+      this.ws.send(payload as string | Buffer, { binary, fin: options.fin ?? true }, (error) =>
+        error ? reject(this.closedError('send')) : resolve(),
+      ),
+    );
+  }
+
+  /**
+   * Closes the connection and resolves once the peer has answered the close frame (or after
+   * `closeTimeout`, when the connection is dropped).
+   * @param code a close code an endpoint may send
+   * @param reason at most 123 bytes of UTF-8
+   * @throws RangeError for a reserved or invalid code, or a reason that is too long, before anything is sent
+   * @example await socket.close(CloseCode.PolicyViolation, 'Not allowed');
+   */
+  async close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
+    assertValidClose(code, reason);
+    if (this.ws.readyState === WebSocket.OPEN) {
+      this.ws.close(code, reason);
+      this.closeTimer = setTimeout(() => this.ws.terminate(), this.settings.closeTimeout);
+    }
+    return this.closedPromise;
+  }
+
+  /** Drops the connection without a close handshake. */
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  private next(options: ReceiveOptions = {}): Promise<WebSocketMessage> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.disconnect) return Promise.reject(this.closedError('receive'));
+    const signals = [options.signal, options.timeout !== undefined ? AbortSignal.timeout(options.timeout) : undefined];
+    const signal = signals[0] && signals[1] ? AbortSignal.any(signals as AbortSignal[]) : (signals[0] ?? signals[1]);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      if (!signal) return this.waiters.push({ resolve, reject });
+      const onAbort = () => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(signal.reason);
+      };
+      const settle = () => signal.removeEventListener('abort', onAbort);
+      const waiter: Waiter = {
+        resolve: (message) => (settle(), resolve(message)),
+        reject: (error) => (settle(), reject(error)),
+      };
+      this.waiters.push(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private async *iterate<T>(receive: () => Promise<T>): AsyncGenerator<T> {
+    for (;;) {
+      try {
+        yield await receive();
+      } catch (error) {
+        if (error instanceof WebSocketDisconnect) return;
+        throw error;
+      }
+    }
+  }
+
+  private push(message: WebSocketMessage): void {
+    const waiter = this.waiters.shift();
+    if (waiter) waiter.resolve(message);
+    else this.queue.push(message);
+  }
+
+  private onClose(code: number, reason: string): void {
+    clearTimeout(this.closeTimer);
+    this.disconnect = new WebSocketDisconnect(code, reason);
+    this.abortController.abort(this.disconnect);
+    for (const waiter of this.waiters.splice(0)) waiter.reject(this.closedError('receive'));
+  }
+
+  private closedError(action: string): WebSocketDisconnect {
+    const code = this.disconnect?.code;
+    const message = this.disconnect ? SOCKET_CLOSED(action, code) : `Cannot ${action}: the socket is closing.`;
+    return new WebSocketDisconnect(code ?? CloseCode.Abnormal, this.disconnect?.reason ?? '', message);
+  }
+}

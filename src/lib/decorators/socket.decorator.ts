@@ -1,0 +1,9 @@
+import { createParamDecorator } from '@nestjs/common';
+import { SOCKET_ARGUMENT } from '../session/session-runner';
+
+/**
+ * Injects the connection's `WebSocketContext` into a `@Ws` handler.
+ * @example async handle(@Socket() socket: WebSocketContext) { … }
+ * @publicApi
+ */
+export const Socket = createParamDecorator(() => SOCKET_ARGUMENT);

@@ -1,0 +1,15 @@
+export { WsEndpointsModule } from './ws-endpoints.module';
+export { WS_ENDPOINTS_OPTIONS } from './ws-endpoints.module-definition';
+export { Ws } from './decorators/ws.decorator';
+export { Socket } from './decorators/socket.decorator';
+export { WebSocketContext } from './context/websocket-context';
+export type { ReceiveOptions, SendOptions } from './context/websocket-context';
+export { WebSocketMessage } from './context/websocket-message';
+export { CloseCode } from './context/close-code.enum';
+export { WebSocketDisconnect } from './errors/ws-disconnect.exception';
+export { WebSocketSessions } from './session/websocket-sessions';
+export type {
+  ValidationPolicy,
+  WsEndpointOptions,
+  WsEndpointsModuleOptions,
+} from './interfaces/ws-endpoint-options.interface';

@@ -1,0 +1,25 @@
+import { describeCloseCode } from './context/close-code.enum';
+
+export const DUPLICATE_ENDPOINT = (path: string, first: string, second: string) =>
+  `WebSocket path "${path}" is declared by both ${first} and ${second}. Give one of them another path.`;
+
+export const INVALID_CLOSE_CODE = (code: unknown) =>
+  `Invalid close code ${String(code)}: use 1000, 1001–1003, 1007–1014 or 3000–4999 (1004–1006 and 1015 are reserved).`;
+
+export const CLOSE_REASON_TOO_LONG = (bytes: number) =>
+  `The close reason is ${bytes} bytes long; a close reason may be at most 123 bytes of UTF-8.`;
+
+export const SOCKET_CLOSED = (action: string, code: number | undefined) =>
+  `Cannot ${action}: the socket is closed${code ? ` (${describeCloseCode(code)})` : ''}.`;
+
+export const UPGRADE_REQUIRED = (path: string) =>
+  `${path} is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket).`;
+
+export const NOT_FOUND = (method: string, url: string) => `Cannot ${method} ${url}`;
+
+export const INVALID_JSON = 'Invalid JSON';
+
+export const HANDLER_FAILED = (endpoint: string) => `WebSocket handler ${endpoint} failed`;
+
+export const MISSING_HTTP_SERVER =
+  'WsEndpointsModule found no HTTP server: @Ws endpoints need an HTTP application (NestFactory.create), not a standalone context or microservice.';

@@ -1,0 +1,34 @@
+import { HttpException } from '@nestjs/common';
+import { WsException } from '@nestjs/websockets';
+import { CloseCode } from '../context/close-code.enum';
+import { truncateCloseReason } from '../context/close-frame';
+
+/** A close frame, and whether the error was expected (a `WsException` or `HttpException`). */
+export interface ErrorClose {
+  code: number;
+  reason: string;
+  expected: boolean;
+}
+
+/**
+ * The close frame for an error a handler threw: `WsException` → 1008 with its message,
+ * `HttpException` → 4000 + status, anything else → 1011 without its message.
+ */
+export function closeForError(error: unknown): ErrorClose {
+  if (error instanceof WsException) {
+    const detail = error.getError();
+    const message = typeof detail === 'string' ? detail : ((detail as { message?: string }).message ?? error.message);
+    return { code: CloseCode.PolicyViolation, reason: truncateCloseReason(String(message)), expected: true };
+  }
+  if (error instanceof HttpException) {
+    return { code: CloseCode.HttpBase + error.getStatus(), reason: truncateCloseReason(error.message), expected: true };
+  }
+  return { code: CloseCode.InternalError, reason: 'Internal server error', expected: false };
+}
+
+/** The body of the error frame sent for a message that `receive(Dto)` rejected. */
+export function errorFrameFor(error: HttpException): { error: { status: number; message: unknown } } {
+  const response = error.getResponse();
+  const message = typeof response === 'object' && response && 'message' in response ? response.message : response;
+  return { error: { status: error.getStatus(), message } };
+}

@@ -1,0 +1,92 @@
+import { HttpException, Injectable, Logger } from '@nestjs/common';
+import { isObservable, lastValueFrom, Observable, concatMap, takeUntil, fromEvent } from 'rxjs';
+import { WebSocketServer } from 'ws';
+import { CloseCode, isSendableCloseCode } from '../context/close-code.enum';
+import { MessageParser, WebSocketContext } from '../context/websocket-context';
+import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
+import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import { HANDLER_FAILED } from '../messages';
+import type { PendingUpgrade } from '../upgrade/pending-upgrade';
+import { closeForError, errorFrameFor } from './close-for-error';
+import { WebSocketSessions } from './websocket-sessions';
+
+/** What the runner needs of one endpoint, built once at bootstrap. */
+export interface SessionEndpoint {
+  definition: WsEndpointDefinition;
+  server: WebSocketServer;
+  parse: MessageParser;
+}
+
+/**
+ * Runs one session: completes the handshake, calls the handler with the socket context, sends
+ * what an `Observable` or `AsyncIterable` handler produces, closes with 1000 when the handler
+ * settles, and turns an error into a close code.
+ */
+@Injectable()
+export class SessionRunner {
+  private readonly logger = new Logger(SessionRunner.name);
+
+  constructor(private readonly sessions: WebSocketSessions) {}
+
+  /** Completes the handshake and runs the handler until the session ends. */
+  async run(endpoint: SessionEndpoint, upgrade: PendingUpgrade, instance: object, args: unknown[]): Promise<void> {
+    const ws = await upgrade.accept(endpoint.server);
+    const { definition, parse } = endpoint;
+    const context = new WebSocketContext(ws, upgrade.request, {
+      closeTimeout: definition.options.closeTimeout,
+      parse,
+      onRejectedMessage: (socket, error) => this.rejectMessage(definition, socket, error),
+    });
+    upgrade.context = context;
+    this.sessions.track(context);
+    try {
+      const result = definition.method.apply(instance, args.map((arg) => (arg === SOCKET_ARGUMENT ? context : arg)));
+      await this.consume(await result, context);
+    } catch (error) {
+      if (!(error instanceof WebSocketDisconnect)) throw error;
+    }
+    if (context.state === 'open') await context.close(CloseCode.Normal);
+  }
+
+  /** Ends a session whose handler (or an interceptor around it) threw. */
+  async fail(definition: WsEndpointDefinition, context: WebSocketContext, error: unknown): Promise<void> {
+    if (error instanceof WebSocketDisconnect) return;
+    const close = closeForError(error);
+    const code = isSendableCloseCode(close.code) ? close.code : CloseCode.InternalError;
+    if (close.expected) {
+      this.logger.warn(`${definition.name} closed connection ${context.id} with ${code}: ${close.reason}`);
+    } else {
+      this.logger.error(HANDLER_FAILED(definition.name), error instanceof Error ? error.stack : String(error));
+    }
+    if (context.state === 'open') await context.close(code, close.reason);
+  }
+
+  private async consume(result: unknown, context: WebSocketContext): Promise<void> {
+    if (isObservable(result)) {
+      const closed = fromEvent(context.signal, 'abort');
+      await lastValueFrom((result as Observable<unknown>).pipe(takeUntil(closed), concatMap((value) => context.send(value))), {
+        defaultValue: undefined,
+      });
+    } else if (isAsyncIterable(result) && result !== context) {
+      for await (const value of result) await context.send(value);
+    }
+  }
+
+  private async rejectMessage(definition: WsEndpointDefinition, context: WebSocketContext, error: unknown): Promise<void> {
+    if (!(error instanceof HttpException)) throw error;
+    const frame = errorFrameFor(error);
+    this.logger.debug(`${definition.name} rejected a message on ${context.id}: ${JSON.stringify(frame.error.message)}`);
+    if (definition.options.validation === 'close') {
+      await context.close(CloseCode.InvalidPayload, 'Invalid message');
+      throw new WebSocketDisconnect(CloseCode.InvalidPayload, 'Invalid message');
+    }
+    await context.send(frame);
+  }
+}
+
+/** What `@Socket()` resolves to in the HTTP pipeline; the runner puts the context in its place. */
+export const SOCKET_ARGUMENT: unique symbol = Symbol('ws-endpoints:socket');
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof (value as AsyncIterable<unknown> | undefined)?.[Symbol.asyncIterator] === 'function';
+}

@@ -1,0 +1,45 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import WebSocket, { WebSocketServer } from 'ws';
+import { CloseCode } from '../context/close-code.enum';
+import type { WebSocketContext } from '../context/websocket-context';
+import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+
+/**
+ * An upgrade request on its way through the HTTP pipeline (middleware, guards, param pipes)
+ * to the handshake. The HTTP response is written to the raw socket until the upgrade completes.
+ */
+export class PendingUpgrade {
+  /** The session's context, once the handshake is complete. */
+  context?: WebSocketContext;
+  readonly response: ServerResponse;
+
+  constructor(
+    readonly request: IncomingMessage,
+    readonly socket: Duplex,
+    private readonly head: Buffer,
+  ) {
+    this.response = new ServerResponse(request);
+    this.response.shouldKeepAlive = false;
+    this.response.assignSocket(socket as never);
+    // a rejected upgrade ends with its HTTP answer: the socket has no HTTP parser left to reuse it
+    this.response.once('finish', () => socket.end());
+  }
+
+  /** Completes the handshake. Rejects with 1006 when the peer left while the guards ran. */
+  accept(server: WebSocketServer): Promise<WebSocket> {
+    if (!this.socket.readable || !this.socket.writable) {
+      return Promise.reject(new WebSocketDisconnect(CloseCode.Abnormal));
+    }
+    return new Promise((resolve) =>
+      server.handleUpgrade(this.request, this.socket, this.head, (ws) => {
+        this.response.detachSocket(this.socket as never);
+        resolve(ws);
+      }),
+    );
+  }
+}
+
+/** The upgrade being handled, from the dispatcher through Nest's pipeline to the handler call. */
+export const pendingUpgrades = new AsyncLocalStorage<PendingUpgrade>();

@@ -1,0 +1,118 @@
+import { BadRequestException, HttpException, Injectable, RequestMethod } from '@nestjs/common';
+import { ApplicationConfig, HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import type { NestContainer } from '@nestjs/core/injector/container';
+import {
+  ExecutionContextHost,
+  GuardsConsumer,
+  GuardsContextCreator,
+  InterceptorsConsumer,
+  InterceptorsContextCreator,
+  PipesConsumer,
+  PipesContextCreator,
+} from '@nestjs/core/internal';
+import { RouteParamsFactory } from '@nestjs/core/router/route-params-factory';
+import { RouterExceptionFilters } from '@nestjs/core/router/router-exception-filters';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { WebSocketServer } from 'ws';
+import { MessageParser } from '../context/websocket-context';
+import { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
+import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import { INVALID_JSON, UPGRADE_REQUIRED } from '../messages';
+import { SessionEndpoint, SessionRunner } from '../session/session-runner';
+import { pendingUpgrades } from './pending-upgrade';
+import { WsExecutionContext } from './ws-execution-context';
+
+/** An HTTP route handler, as the HTTP adapter registers it. */
+export type RouteHandler = (request: IncomingMessage, response: ServerResponse, next?: Function) => Promise<void>;
+
+/** 426 Upgrade Required, which `HttpStatus` does not name. */
+const UPGRADE_REQUIRED_STATUS = 426;
+
+/**
+ * Builds, once per endpoint, the HTTP route that an upgrade request is routed to: Nest's guards,
+ * interceptors and param pipes run on it, exceptions before the upgrade go through the app's
+ * HTTP exception filters, and the handler call completes the handshake and runs the session.
+ */
+@Injectable()
+export class WsRouteFactory {
+  private readonly container: NestContainer;
+  private readonly pipes: PipesContextCreator;
+  private readonly pipesConsumer = new PipesConsumer();
+  private readonly executionContext: WsExecutionContext;
+  private readonly exceptionFilters: RouterExceptionFilters;
+
+  constructor(
+    moduleRef: ModuleRef,
+    config: ApplicationConfig,
+    adapterHost: HttpAdapterHost,
+    private readonly runner: SessionRunner,
+  ) {
+    // ExternalContextCreator looks for the host among providers and so drops class-referenced
+    // guards and pipes of controllers; the context creators are composed with the controller's own module instead.
+    this.container = (moduleRef as unknown as { container: NestContainer }).container;
+    const adapter = adapterHost.httpAdapter;
+    this.pipes = new PipesContextCreator(this.container, config);
+    this.executionContext = new WsExecutionContext(
+      new RouteParamsFactory(config),
+      this.pipes,
+      this.pipesConsumer,
+      new GuardsContextCreator(this.container, config),
+      new GuardsConsumer(),
+      new InterceptorsContextCreator(this.container, config),
+      new InterceptorsConsumer(),
+      adapter,
+    );
+    this.exceptionFilters = new RouterExceptionFilters(this.container, config, adapter);
+  }
+
+  create(definition: WsEndpointDefinition): RouteHandler {
+    const { instance, method, methodName, moduleKey } = definition;
+    const endpoint: SessionEndpoint = {
+      definition,
+      server: new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: definition.options.maxPayload }),
+      parse: this.createParser(definition),
+    };
+    const runner = this.runner;
+    // Nest calls this in place of the method once guards and param pipes have passed.
+    const callback = function (this: object, ...args: unknown[]) {
+      return runner.run(endpoint, pendingUpgrades.getStore()!, this, args);
+    };
+    for (const key of Reflect.getMetadataKeys(method)) {
+      Reflect.defineMetadata(key, Reflect.getMetadata(key, method), callback);
+    }
+    const execute = this.executionContext.create(instance, callback, methodName, moduleKey, RequestMethod.GET);
+    const exceptions = this.exceptionFilters.create(instance, callback, moduleKey);
+
+    return async (request, response, next) => {
+      const upgrade = pendingUpgrades.getStore();
+      try {
+        if (!upgrade) {
+          response.setHeader('Upgrade', 'websocket');
+          throw new HttpException(UPGRADE_REQUIRED(request.url ?? '/'), UPGRADE_REQUIRED_STATUS);
+        }
+        await execute(request, response, next as Function);
+      } catch (error) {
+        if (upgrade?.context) {
+          await this.runner.fail(definition, upgrade.context, error);
+        } else if (error instanceof WebSocketDisconnect) {
+          upgrade?.socket.destroy();
+        } else {
+          exceptions.next(error as Error, new ExecutionContextHost([request, response, next]));
+        }
+      }
+    };
+  }
+
+  private createParser({ instance, method, moduleKey }: WsEndpointDefinition): MessageParser {
+    const pipes = this.pipes.create(instance, method, moduleKey);
+    return (message, metatype) => {
+      let value: unknown;
+      try {
+        value = message.json();
+      } catch {
+        return Promise.reject(new BadRequestException(INVALID_JSON));
+      }
+      return this.pipesConsumer.apply(value, { type: 'body', metatype, data: undefined }, pipes);
+    };
+  }
+}

@@ -1,0 +1,56 @@
+import { Module, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { DiscoveryModule, HttpAdapterHost } from '@nestjs/core';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { WsEndpointExplorer } from './discovery/ws-endpoint-explorer';
+import { MISSING_HTTP_SERVER } from './messages';
+import { SessionRunner } from './session/session-runner';
+import { WebSocketSessions } from './session/websocket-sessions';
+import { UpgradeDispatcher } from './upgrade/upgrade-dispatcher';
+import { WsRouteFactory } from './upgrade/ws-route-factory';
+import { ConfigurableModuleClass } from './ws-endpoints.module-definition';
+
+/**
+ * Serves the `@Ws` methods of the application's controllers.
+ *
+ * @example
+ * @Module({ imports: [WsEndpointsModule.forRoot({ maxPayload: 64 * 1024 })], controllers: [ChatController] })
+ * export class AppModule {}
+ * @publicApi
+ */
+@Module({
+  imports: [DiscoveryModule],
+  providers: [WsEndpointExplorer, UpgradeDispatcher, WsRouteFactory, SessionRunner, WebSocketSessions],
+  exports: [WebSocketSessions],
+})
+export class WsEndpointsModule extends ConfigurableModuleClass implements OnModuleInit, OnApplicationShutdown {
+  constructor(
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly explorer: WsEndpointExplorer,
+    private readonly routes: WsRouteFactory,
+    private readonly dispatcher: UpgradeDispatcher,
+  ) {
+    super();
+  }
+
+  /** Registers each endpoint's route with the HTTP adapter and starts claiming upgrades. */
+  onModuleInit(): void {
+    const adapter = this.adapterHost.httpAdapter;
+    const server = adapter?.getHttpServer();
+    if (!server) throw new Error(MISSING_HTTP_SERVER);
+    const endpoints = this.explorer.explore();
+    for (const endpoint of endpoints) {
+      const handler = this.routes.create(endpoint);
+      for (const path of endpoint.paths) adapter.get(path, handler);
+    }
+    const app = adapter.getInstance<(request: IncomingMessage, response: ServerResponse) => void>();
+    this.dispatcher.attach(
+      server,
+      endpoints.flatMap((endpoint) => endpoint.paths),
+      (request, response) => app(request, response),
+    );
+  }
+
+  onApplicationShutdown(): void {
+    this.dispatcher.dispose();
+  }
+}
