@@ -1,5 +1,5 @@
 import { Module, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { DiscoveryModule, HttpAdapterHost } from '@nestjs/core';
+import { ApplicationConfig, DiscoveryModule, HttpAdapterHost, ModuleRef } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WsEndpointExplorer } from './discovery/ws-endpoint-explorer';
 import { MISSING_HTTP_SERVER } from './messages';
@@ -19,14 +19,16 @@ import { ConfigurableModuleClass } from './ws-endpoints.module-definition';
  */
 @Module({
   imports: [DiscoveryModule],
-  providers: [WsEndpointExplorer, UpgradeDispatcher, WsRouteFactory, SessionRunner, WebSocketSessions],
+  providers: [WsEndpointExplorer, UpgradeDispatcher, SessionRunner, WebSocketSessions],
   exports: [WebSocketSessions],
 })
 export class WsEndpointsModule extends ConfigurableModuleClass implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly adapterHost: HttpAdapterHost,
+    private readonly moduleRef: ModuleRef,
+    private readonly config: ApplicationConfig,
     private readonly explorer: WsEndpointExplorer,
-    private readonly routes: WsRouteFactory,
+    private readonly runner: SessionRunner,
     private readonly dispatcher: UpgradeDispatcher,
   ) {
     super();
@@ -38,8 +40,9 @@ export class WsEndpointsModule extends ConfigurableModuleClass implements OnModu
     const server = adapter?.getHttpServer();
     if (!server) throw new Error(MISSING_HTTP_SERVER);
     const endpoints = this.explorer.explore();
+    const routes = new WsRouteFactory(this.moduleRef, this.config, adapter, this.runner);
     for (const endpoint of endpoints) {
-      const handler = this.routes.create(endpoint);
+      const handler = routes.create(endpoint);
       for (const path of endpoint.paths) adapter.get(path, handler);
     }
     const app = adapter.getInstance<(request: IncomingMessage, response: ServerResponse) => void>();

@@ -1,3 +1,4 @@
+import { BadRequestException } from '@nestjs/common';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -27,17 +28,28 @@ export class PendingUpgrade {
     this.response.once('finish', () => socket.end());
   }
 
-  /** Completes the handshake. Rejects with 1006 when the peer left while the guards ran. */
+  /**
+   * Completes the handshake. Rejects with 1006 when the peer left while the guards ran, and with
+   * a 400 when the handshake headers are invalid (missing key, unsupported version…).
+   */
   accept(server: WebSocketServer): Promise<WebSocket> {
     if (!this.socket.readable || !this.socket.writable) {
       return Promise.reject(new WebSocketDisconnect(CloseCode.Abnormal));
     }
-    return new Promise((resolve) =>
+    return new Promise((resolve, reject) => {
+      // with a listener, ws leaves the answer to us, so that it goes through the app's exception filters
+      const onClientError = (error: Error, _socket: unknown, request: IncomingMessage) => {
+        if (request !== this.request) return;
+        server.off('wsClientError', onClientError);
+        reject(new BadRequestException(error.message));
+      };
+      server.on('wsClientError', onClientError);
       server.handleUpgrade(this.request, this.socket, this.head, (ws) => {
+        server.off('wsClientError', onClientError);
         this.response.detachSocket(this.socket as never);
         resolve(ws);
-      }),
-    );
+      });
+    });
   }
 }
 

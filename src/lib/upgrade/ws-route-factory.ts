@@ -1,5 +1,5 @@
-import { BadRequestException, HttpException, Injectable, RequestMethod } from '@nestjs/common';
-import { ApplicationConfig, HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import { BadRequestException, HttpException, HttpServer, RequestMethod } from '@nestjs/common';
+import { ApplicationConfig, ModuleRef } from '@nestjs/core';
 import type { NestContainer } from '@nestjs/core/injector/container';
 import {
   ExecutionContextHost,
@@ -33,7 +33,6 @@ const UPGRADE_REQUIRED_STATUS = 426;
  * interceptors and param pipes run on it, exceptions before the upgrade go through the app's
  * HTTP exception filters, and the handler call completes the handshake and runs the session.
  */
-@Injectable()
 export class WsRouteFactory {
   private readonly container: NestContainer;
   private readonly pipes: PipesContextCreator;
@@ -44,13 +43,12 @@ export class WsRouteFactory {
   constructor(
     moduleRef: ModuleRef,
     config: ApplicationConfig,
-    adapterHost: HttpAdapterHost,
+    adapter: HttpServer,
     private readonly runner: SessionRunner,
   ) {
     // ExternalContextCreator looks for the host among providers and so drops class-referenced
     // guards and pipes of controllers; the context creators are composed with the controller's own module instead.
     this.container = (moduleRef as unknown as { container: NestContainer }).container;
-    const adapter = adapterHost.httpAdapter;
     this.pipes = new PipesContextCreator(this.container, config);
     this.executionContext = new WsExecutionContext(
       new RouteParamsFactory(config),

@@ -1,0 +1,149 @@
+import { Controller, INestApplication, Module, Param, Version, VersioningType } from '@nestjs/common';
+import { RouterModule } from '@nestjs/core';
+import { WsAdapter } from '@nestjs/platform-ws';
+import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { Socket, WebSocketContext, Ws, WsEndpointsModule } from 'nestjs-ws-endpoints';
+import { connectWs, expectRejected } from 'nestjs-ws-endpoints/testing';
+import { rawRequest, upgradeRequest } from './utils/raw-http';
+import { startApp } from './utils/test-app';
+
+@Controller('echo')
+class EchoController {
+  @Ws()
+  async root(@Socket() socket: WebSocketContext) {
+    await socket.send('root');
+  }
+
+  @Ws('rooms/:room/users/:user')
+  async room(@Socket() socket: WebSocketContext, @Param('room') room: string) {
+    await socket.send({ room, params: socket.params });
+  }
+
+  @Version('2')
+  @Ws('versioned')
+  async versioned(@Socket() socket: WebSocketContext) {
+    await socket.send('v2');
+  }
+
+  @Ws(['one', 'two'])
+  async several(@Socket() socket: WebSocketContext) {
+    await socket.send(new URL(socket.request.url!, 'ws://x').pathname);
+  }
+}
+
+@Controller('feed')
+class FeedController {
+  @Ws()
+  async feed(@Socket() socket: WebSocketContext) {
+    await socket.send('feed');
+  }
+}
+
+@Module({ controllers: [FeedController] })
+class FeedModule {}
+
+@WebSocketGateway({ path: '/gateway' })
+class PingGateway {
+  @SubscribeMessage('ping')
+  ping(@MessageBody() data: unknown) {
+    return { event: 'pong', data };
+  }
+}
+
+describe('routing', () => {
+  let app: INestApplication;
+
+  afterEach(() => app?.close());
+
+  describe('with a global prefix, URI versioning and a RouterModule path', () => {
+    beforeEach(async () => {
+      ({ app } = await startApp(
+        {
+          imports: [
+            WsEndpointsModule.forRoot({}),
+            FeedModule,
+            RouterModule.register([{ path: 'modules', module: FeedModule }]),
+          ],
+          controllers: [EchoController],
+        },
+        (app) => {
+          app.setGlobalPrefix('api');
+          app.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
+        },
+      ));
+    });
+
+    it('composes the global prefix, version, controller path and method path', async () => {
+      const client = await connectWs(app, '/api/v1/echo');
+      expect((await client.next()).text).toBe('root');
+      expect(await client.closed).toEqual({ code: 1000, reason: '' });
+    });
+
+    it('matches :params and gives them to @Param and socket.params', async () => {
+      const client = await connectWs(app, '/api/v1/echo/rooms/general/users/42?x=1');
+      expect(await client.nextJson()).toEqual({ room: 'general', params: { room: 'general', user: '42' } });
+    });
+
+    it('serves a method version over the default version', async () => {
+      const client = await connectWs(app, '/api/v2/echo/versioned');
+      expect((await client.next()).text).toBe('v2');
+      await expectRejected(app, '/api/v1/echo/versioned', 404);
+    });
+
+    it('serves each of several paths', async () => {
+      for (const path of ['/api/v1/echo/one', '/api/v1/echo/two']) {
+        const client = await connectWs(app, path);
+        expect((await client.next()).text).toBe(path);
+      }
+    });
+
+    it('puts a RouterModule path in front of the controller path', async () => {
+      const client = await connectWs(app, '/api/v1/modules/feed');
+      expect((await client.next()).text).toBe('feed');
+    });
+
+    it('answers 404 to an upgrade on an unknown path when no other upgrade listener exists', async () => {
+      const { body } = await expectRejected(app, '/api/v1/nowhere', 404);
+      expect(body).toEqual({ statusCode: 404, error: 'Not Found', message: 'Cannot GET /api/v1/nowhere' });
+    });
+
+    it('answers 426 Upgrade Required to a plain GET on a ws route', async () => {
+      const response = await rawRequest(app, 'GET /api/v1/echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      expect(response.status).toBe(426);
+      expect(response.headers.upgrade).toBe('websocket');
+      expect(JSON.parse(response.body)).toMatchObject({ statusCode: 426 });
+    });
+
+    it('answers 400 to an upgrade without a valid Sec-WebSocket-Key', async () => {
+      const response = await rawRequest(app, upgradeRequest('/api/v1/echo', { 'Sec-WebSocket-Key': null }));
+      expect(response.status).toBe(400);
+    });
+  });
+
+  it('fails at bootstrap when two endpoints share a path, naming both', async () => {
+    @Controller('echo')
+    class OtherEchoController {
+      @Ws('rooms/:room/users/:user')
+      async clash() {}
+    }
+    await expect(
+      startApp({ imports: [WsEndpointsModule.forRoot({})], controllers: [EchoController, OtherEchoController] }),
+    ).rejects.toThrow(
+      'WebSocket path "/echo/rooms/:room/users/:user" is declared by both EchoController.room and OtherEchoController.clash.',
+    );
+  });
+
+  it('leaves upgrades it does not own to a WsAdapter gateway on the same server', async () => {
+    ({ app } = await startApp(
+      { imports: [WsEndpointsModule.forRoot({})], controllers: [EchoController], providers: [PingGateway] },
+      (app) => app.useWebSocketAdapter(new WsAdapter(app)),
+    ));
+    const gateway = await connectWs(app, '/gateway');
+    gateway.send({ event: 'ping', data: 7 });
+    expect(await gateway.nextJson()).toEqual({ event: 'pong', data: 7 });
+
+    const ours = await connectWs(app, '/echo');
+    expect((await ours.next()).text).toBe('root');
+    await gateway.close();
+  });
+});

@@ -1,0 +1,54 @@
+import { INestApplication, LoggerService, ModuleMetadata } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+
+/** Every line an app logged, by level. */
+export class CapturedLogs implements LoggerService {
+  readonly lines: { level: string; message: string; context?: string }[] = [];
+
+  constructor() {
+    // TEST_LOGS=1 npm test prints what the apps log, for debugging
+    if (process.env.TEST_LOGS) {
+      const push = this.lines.push.bind(this.lines);
+      this.lines.push = (...lines) => (lines.forEach((line) => console.log(line.level, line.message)), push(...lines));
+    }
+  }
+
+  log(message: unknown, context?: string) {
+    this.lines.push({ level: 'log', message: String(message), context });
+  }
+  error(message: unknown, ...rest: unknown[]) {
+    this.lines.push({ level: 'error', message: [message, ...rest].map(String).join(' ') });
+  }
+  warn(message: unknown, context?: string) {
+    this.lines.push({ level: 'warn', message: String(message), context });
+  }
+  debug(message: unknown, context?: string) {
+    this.lines.push({ level: 'debug', message: String(message), context });
+  }
+
+  /** Lines at `level` whose message contains `text`. */
+  find(level: string, text: string) {
+    return this.lines.filter((line) => line.level === level && line.message.includes(text));
+  }
+}
+
+export interface TestApp {
+  app: INestApplication;
+  logs: CapturedLogs;
+}
+
+/**
+ * A real Nest app from `metadata`, configured by `setup` (global prefix, versioning, global
+ * guards…), listening on port 0 with its logs captured.
+ */
+export async function startApp(
+  metadata: ModuleMetadata,
+  setup: (app: INestApplication) => void = () => undefined,
+): Promise<TestApp> {
+  const moduleRef = await Test.createTestingModule(metadata).compile();
+  const logs = new CapturedLogs();
+  const app = moduleRef.createNestApplication({ logger: logs });
+  setup(app);
+  await app.listen(0, '127.0.0.1');
+  return { app, logs };
+}
