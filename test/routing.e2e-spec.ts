@@ -117,6 +117,7 @@ describe('routing', () => {
     it('answers 400 to an upgrade without a valid Sec-WebSocket-Key', async () => {
       const response = await rawRequest(app, upgradeRequest('/api/v1/echo', { 'Sec-WebSocket-Key': null }));
       expect(response.status).toBe(400);
+      expect(JSON.parse(response.body)).toMatchObject({ statusCode: 400, message: expect.stringContaining('Sec-WebSocket-Key') });
     });
   });
 

@@ -75,6 +75,8 @@ export class WsRouteFactory {
     const callback = function (this: object, ...args: unknown[]) {
       return runner.run(endpoint, pendingUpgrades.getStore()!, this, args);
     };
+    // guards and interceptors see it as the handler: give it the method's name and metadata
+    Object.defineProperty(callback, 'name', { value: methodName });
     for (const key of Reflect.getMetadataKeys(method)) {
       Reflect.defineMetadata(key, Reflect.getMetadata(key, method), callback);
     }
