@@ -19,6 +19,8 @@ export const NOT_FOUND = (method: string, url: string) => `Cannot ${method} ${ur
 
 export const INVALID_JSON = 'Invalid JSON';
 
+export const SHUTTING_DOWN = 'Server shutting down';
+
 export const HANDLER_FAILED = (endpoint: string) => `WebSocket handler ${endpoint} failed`;
 
 export const MISSING_HTTP_SERVER =

@@ -1,8 +1,9 @@
-import { Module, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Module, OnModuleInit } from '@nestjs/common';
+import { CloseCode } from './context/close-code.enum';
 import { ApplicationConfig, DiscoveryModule, HttpAdapterHost, ModuleRef } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WsEndpointExplorer } from './discovery/ws-endpoint-explorer';
-import { MISSING_HTTP_SERVER } from './messages';
+import { MISSING_HTTP_SERVER, SHUTTING_DOWN } from './messages';
 import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
 import { UpgradeDispatcher } from './upgrade/upgrade-dispatcher';
@@ -22,7 +23,7 @@ import { ConfigurableModuleClass } from './ws-endpoints.module-definition';
   providers: [WsEndpointExplorer, UpgradeDispatcher, SessionRunner, WebSocketSessions],
   exports: [WebSocketSessions],
 })
-export class WsEndpointsModule extends ConfigurableModuleClass implements OnModuleInit, OnApplicationShutdown {
+export class WsEndpointsModule extends ConfigurableModuleClass implements OnModuleInit, BeforeApplicationShutdown {
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly moduleRef: ModuleRef,
@@ -30,6 +31,7 @@ export class WsEndpointsModule extends ConfigurableModuleClass implements OnModu
     private readonly explorer: WsEndpointExplorer,
     private readonly runner: SessionRunner,
     private readonly dispatcher: UpgradeDispatcher,
+    private readonly sessions: WebSocketSessions,
   ) {
     super();
   }
@@ -53,7 +55,9 @@ export class WsEndpointsModule extends ConfigurableModuleClass implements OnModu
     );
   }
 
-  onApplicationShutdown(): void {
+  /** Stops taking upgrades and closes every session with 1001, before the HTTP server closes. */
+  async beforeApplicationShutdown(): Promise<void> {
     this.dispatcher.dispose();
+    await this.sessions.closeAll(CloseCode.GoingAway, SHUTTING_DOWN);
   }
 }

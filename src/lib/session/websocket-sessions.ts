@@ -19,6 +19,11 @@ export class WebSocketSessions implements Iterable<WebSocketContext> {
     return this.open.values();
   }
 
+  /** Closes every open session with `code` and resolves once all are closed. */
+  async closeAll(code: number, reason: string): Promise<void> {
+    await Promise.all([...this.open].map((context) => context.close(code, reason)));
+  }
+
   /** Tracks `context` until its connection closes. */
   track(context: WebSocketContext): void {
     this.open.add(context);

@@ -112,7 +112,7 @@ export class WsRouteFactory {
       } catch {
         return Promise.reject(new BadRequestException(INVALID_JSON));
       }
-      return this.pipesConsumer.apply(value, { type: 'body', metatype, data: undefined }, pipes);
+      return this.pipesConsumer.applyPipes(value, { type: 'body', metatype, data: undefined }, pipes);
     };
   }
 }
