@@ -1,6 +1,7 @@
 import { Logger, Type } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { types } from 'node:util';
 import WebSocket from 'ws';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import { SOCKET_CLOSED } from '../messages';
@@ -185,7 +186,7 @@ export class WebSocketContext<TUser = any, TData extends object = Record<string,
     if (this.ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(this.closedError('send'));
     }
-    const binary = typeof data !== 'string' && (Buffer.isBuffer(data) || data instanceof ArrayBuffer || ArrayBuffer.isView(data));
+    const binary = ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data);
     const payload = typeof data === 'string' || binary ? data : JSON.stringify(data);
     if (payload === undefined) {
       return Promise.reject(new TypeError(`Cannot send ${String(data)}: it has no JSON form.`));

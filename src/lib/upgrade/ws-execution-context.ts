@@ -1,4 +1,5 @@
 import { RouterExecutionContext } from '@nestjs/core/router/router-execution-context';
+import { isObservable, lastValueFrom } from 'rxjs';
 
 /**
  * Nest's own HTTP execution context (guards, interceptors, param decorators and pipes, exactly as
@@ -7,6 +8,9 @@ import { RouterExecutionContext } from '@nestjs/core/router/router-execution-con
  */
 export class WsExecutionContext extends RouterExecutionContext {
   override createHandleResponseFn() {
-    return async () => undefined;
+    // with interceptors the session runs when their Observable is subscribed to, and ends when it completes
+    return async (result: unknown) => {
+      if (isObservable(result)) await lastValueFrom(result, { defaultValue: undefined });
+    };
   }
 }
