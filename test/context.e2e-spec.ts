@@ -1,6 +1,12 @@
 import { Controller, INestApplication } from '@nestjs/common';
 import { once } from 'node:events';
-import { Socket, WebSocketContext, WebSocketDisconnect, Ws, WsEndpointsModule } from 'nestjs-ws-endpoints';
+import {
+  Socket,
+  WebSocketContext,
+  WebSocketDisconnect,
+  Ws,
+  WsEndpointsModule,
+} from 'nestjs-ws-endpoints';
 import { connectWs } from 'nestjs-ws-endpoints/testing';
 import { Deferred } from './utils/deferred';
 import { startApp } from './utils/test-app';
@@ -8,8 +14,18 @@ import { startApp } from './utils/test-app';
 /** What the handlers saw, for the tests to assert on. */
 const seen = {
   gate: new Deferred(),
-  afterClose: new Deferred<{ error: unknown; state: string; code?: number; reason?: string; aborted: boolean }>(),
-  iteration: new Deferred<{ received: string[]; code?: number; reason?: string }>(),
+  afterClose: new Deferred<{
+    error: unknown;
+    state: string;
+    code?: number;
+    reason?: string;
+    aborted: boolean;
+  }>(),
+  iteration: new Deferred<{
+    received: string[];
+    code?: number;
+    reason?: string;
+  }>(),
   sendAfterClose: new Deferred<unknown>(),
 };
 
@@ -24,7 +40,11 @@ class ContextController {
     await socket.send({ json: true });
     await socket.send([1, 'two']);
     for await (const message of socket) {
-      await socket.send({ type: message.type, text: message.text, bytes: [...message.data] });
+      await socket.send({
+        type: message.type,
+        text: message.text,
+        bytes: [...message.data],
+      });
     }
   }
 
@@ -54,20 +74,33 @@ class ContextController {
   async iterate(@Socket() socket: WebSocketContext) {
     const received: string[] = [];
     for await (const message of socket) received.push(message.text);
-    seen.iteration.resolve({ received, code: socket.closeCode, reason: socket.closeReason });
+    seen.iteration.resolve({
+      received,
+      code: socket.closeCode,
+      reason: socket.closeReason,
+    });
   }
 
   @Ws('send-after-close')
   async sendAfterClose(@Socket() socket: WebSocketContext) {
     await socket.closed;
-    seen.sendAfterClose.resolve(await socket.send('late').catch((e: unknown) => e));
+    seen.sendAfterClose.resolve(
+      await socket.send('late').catch((e: unknown) => e),
+    );
   }
 
   @Ws('close')
   async close(@Socket() socket: WebSocketContext) {
     const errors: string[] = [];
-    for (const [code, reason] of [[1005, ''], [999, ''], [5000, ''], [1000, 'x'.repeat(124)]] as const) {
-      await socket.close(code, reason).catch((e: Error) => errors.push(`${e.name}: ${e.message}`));
+    for (const [code, reason] of [
+      [1005, ''],
+      [999, ''],
+      [5000, ''],
+      [1000, 'x'.repeat(124)],
+    ] as const) {
+      await socket
+        .close(code, reason)
+        .catch((e: Error) => errors.push(`${e.name}: ${e.message}`));
     }
     await socket.send({ errors, state: socket.state });
     await socket.close(4321, 'Done here');
@@ -76,10 +109,14 @@ class ContextController {
 
   @Ws('receive-options')
   async receiveOptions(@Socket() socket: WebSocketContext) {
-    const timedOut = await socket.receive({ timeout: 10 }).catch((e: Error) => e.name);
+    const timedOut = await socket
+      .receive({ timeout: 10 })
+      .catch((e: Error) => e.name);
     const controller = new AbortController();
     controller.abort(new Error('stop waiting'));
-    const aborted = await socket.receive({ signal: controller.signal }).catch((e: Error) => e.message);
+    const aborted = await socket
+      .receive({ signal: controller.signal })
+      .catch((e: Error) => e.message);
     await socket.send({ timedOut, aborted });
     await socket.send({ next: (await socket.receive({ timeout: 5000 })).text });
   }
@@ -87,7 +124,13 @@ class ContextController {
   @Ws('identity')
   async identity(@Socket() socket: WebSocketContext) {
     socket.data.joined = 'now';
-    await socket.send({ id: socket.id, header: socket.headers['x-client'], protocol: socket.protocol, query: socket.query, data: socket.data });
+    await socket.send({
+      id: socket.id,
+      header: socket.headers['x-client'],
+      protocol: socket.protocol,
+      query: socket.query,
+      data: socket.data,
+    });
   }
 }
 
@@ -95,7 +138,10 @@ describe('WebSocketContext', () => {
   let app: INestApplication;
 
   beforeAll(async () => {
-    ({ app } = await startApp({ imports: [WsEndpointsModule.forRoot({})], controllers: [ContextController] }));
+    ({ app } = await startApp({
+      imports: [WsEndpointsModule.forRoot({})],
+      controllers: [ContextController],
+    }));
   });
 
   afterAll(() => app.close());
@@ -104,7 +150,9 @@ describe('WebSocketContext', () => {
     const client = await connectWs(app, '/ctx/kinds');
     const frames = [];
     for (let i = 0; i < 6; i++) frames.push(await client.next());
-    expect(frames.map((f) => [f.isBinary, f.isBinary ? [...f.data] : f.text])).toEqual([
+    expect(
+      frames.map((f) => [f.isBinary, f.isBinary ? [...f.data] : f.text]),
+    ).toEqual([
       [false, 'text'],
       [true, [1, 2, 3]],
       [true, [4, 5]],
@@ -113,9 +161,17 @@ describe('WebSocketContext', () => {
       [false, '[1,"two"]'],
     ]);
     client.send('héllo');
-    expect(await client.nextJson()).toEqual({ type: 'text', text: 'héllo', bytes: [...Buffer.from('héllo')] });
+    expect(await client.nextJson()).toEqual({
+      type: 'text',
+      text: 'héllo',
+      bytes: [...Buffer.from('héllo')],
+    });
     client.send(Buffer.from([0, 255]));
-    expect(await client.nextJson()).toEqual({ type: 'binary', text: Buffer.from([0, 255]).toString(), bytes: [0, 255] });
+    expect(await client.nextJson()).toEqual({
+      type: 'binary',
+      text: Buffer.from([0, 255]).toString(),
+      bytes: [0, 255],
+    });
     await client.close();
   });
 
@@ -135,7 +191,12 @@ describe('WebSocketContext', () => {
     const result = await seen.afterClose.promise;
     expect(result.error).toBeInstanceOf(WebSocketDisconnect);
     expect(result.error).toMatchObject({ code: 4001, reason: 'Leaving' });
-    expect(result).toMatchObject({ state: 'closed', code: 4001, reason: 'Leaving', aborted: true });
+    expect(result).toMatchObject({
+      state: 'closed',
+      code: 4001,
+      reason: 'Leaving',
+      aborted: true,
+    });
   });
 
   it('ends async iteration quietly when the peer closes, after every queued message', async () => {
@@ -143,7 +204,11 @@ describe('WebSocketContext', () => {
     client.send('a');
     client.send('b');
     await client.close(1000, 'Bye');
-    expect(await seen.iteration.promise).toEqual({ received: ['a', 'b'], code: 1000, reason: 'Bye' });
+    expect(await seen.iteration.promise).toEqual({
+      received: ['a', 'b'],
+      code: 1000,
+      reason: 'Bye',
+    });
   });
 
   it('rejects send() on a closed socket with a message that says so', async () => {
@@ -151,7 +216,9 @@ describe('WebSocketContext', () => {
     await client.close(1001);
     const error = await seen.sendAfterClose.promise;
     expect(error).toBeInstanceOf(WebSocketDisconnect);
-    expect((error as Error).message).toBe('Cannot send: the socket is closed (1001 Going Away).');
+    expect((error as Error).message).toBe(
+      'Cannot send: the socket is closed (1001 Going Away).',
+    );
   });
 
   it('close() refuses reserved or invalid codes and long reasons with a RangeError before sending, then closes', async () => {
@@ -169,16 +236,27 @@ describe('WebSocketContext', () => {
 
   it('receive() honours a timeout and an abort signal, then still receives', async () => {
     const client = await connectWs(app, '/ctx/receive-options');
-    expect(await client.nextJson()).toEqual({ timedOut: 'TimeoutError', aborted: 'stop waiting' });
+    expect(await client.nextJson()).toEqual({
+      timedOut: 'TimeoutError',
+      aborted: 'stop waiting',
+    });
     client.send('after');
     expect(await client.nextJson()).toEqual({ next: 'after' });
   });
 
   it('exposes id, headers, protocol, query and a per-connection data bag', async () => {
-    const first = await connectWs(app, '/ctx/identity?a=1', { headers: { 'x-client': 'jest' } });
+    const first = await connectWs(app, '/ctx/identity?a=1', {
+      headers: { 'x-client': 'jest' },
+    });
     const second = await connectWs(app, '/ctx/identity');
     const [one, two] = [await first.nextJson(), await second.nextJson()];
-    expect(one).toEqual({ id: expect.any(String), header: 'jest', protocol: '', query: { a: '1' }, data: { joined: 'now' } });
+    expect(one).toEqual({
+      id: expect.any(String),
+      header: 'jest',
+      protocol: '',
+      query: { a: '1' },
+      data: { joined: 'now' },
+    });
     expect(one.id).not.toBe(two.id);
   });
 });

@@ -14,7 +14,12 @@ import {
 } from '@nestjs/common';
 import { APP_GUARD, Reflector } from '@nestjs/core';
 import type { Request, Response } from 'express';
-import { Socket, WebSocketContext, Ws, WsEndpointsModule } from 'nestjs-ws-endpoints';
+import {
+  Socket,
+  WebSocketContext,
+  Ws,
+  WsEndpointsModule,
+} from 'nestjs-ws-endpoints';
 import { connectWs, expectRejected } from 'nestjs-ws-endpoints/testing';
 import { startApp } from './utils/test-app';
 
@@ -31,7 +36,9 @@ class TokenGuard implements CanActivate {
   constructor(private readonly tokens: TokenService) {}
 
   canActivate(context: ExecutionContext): boolean {
-    const request = context.switchToHttp().getRequest<Request & { user?: unknown }>();
+    const request = context
+      .switchToHttp()
+      .getRequest<Request & { user?: unknown }>();
     const header = request.headers.authorization;
     if (!header) throw new UnauthorizedException('Missing token');
     const user = this.tokens.userFor(header.replace(/^Bearer /, ''));
@@ -49,14 +56,19 @@ class DenyGuard implements CanActivate {
 
 class TeapotGuard implements CanActivate {
   canActivate(): boolean {
-    throw new HttpException({ statusCode: 418, message: 'No coffee here', hint: 'brew tea' }, 418);
+    throw new HttpException(
+      { statusCode: 418, message: 'No coffee here', hint: 'brew tea' },
+      418,
+    );
   }
 }
 
 /** Records what a guard sees of the upgrade request as `request.user`. */
 class InspectGuard implements CanActivate {
   canActivate(context: ExecutionContext) {
-    const request = context.switchToHttp().getRequest<Request & { user?: unknown }>();
+    const request = context
+      .switchToHttp()
+      .getRequest<Request & { user?: unknown }>();
     request.user = {
       type: context.getType(),
       params: request.params,
@@ -78,20 +90,29 @@ class TagGuard implements CanActivate {
   constructor(private readonly reflector: Reflector) {}
 
   canActivate(context: ExecutionContext) {
-    return this.reflector.get<string>('tag', context.getHandler()) !== 'blocked';
+    return (
+      this.reflector.get<string>('tag', context.getHandler()) !== 'blocked'
+    );
   }
 }
 
 class HeaderGuard implements CanActivate {
   canActivate(context: ExecutionContext) {
-    return context.switchToHttp().getRequest<Request>().headers['x-global'] !== 'deny';
+    return (
+      context.switchToHttp().getRequest<Request>().headers['x-global'] !==
+      'deny'
+    );
   }
 }
 
 @Catch(UnauthorizedException)
 class UnauthorizedFilter implements ExceptionFilter {
   catch(exception: UnauthorizedException, host: ArgumentsHost) {
-    host.switchToHttp().getResponse<Response>().status(401).json({ filtered: true, message: exception.message });
+    host
+      .switchToHttp()
+      .getResponse<Response>()
+      .status(401)
+      .json({ filtered: true, message: exception.message });
   }
 }
 
@@ -134,7 +155,9 @@ class OpenController {
   }
 }
 
-const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+const bearer = (token: string) => ({
+  headers: { authorization: `Bearer ${token}` },
+});
 
 describe('guards on the upgrade request', () => {
   let app: INestApplication;
@@ -157,9 +180,13 @@ describe('guards on the upgrade request', () => {
     expect(await client.nextJson()).toEqual({ user: { id: 'ada' } });
   });
 
-  it('answers 401 with Nest\'s JSON body when the token is missing', async () => {
+  it("answers 401 with Nest's JSON body when the token is missing", async () => {
     const { body } = await expectRejected(app, '/secure', 401);
-    expect(body).toEqual({ statusCode: 401, message: 'Missing token', error: 'Unauthorized' });
+    expect(body).toEqual({
+      statusCode: 401,
+      message: 'Missing token',
+      error: 'Unauthorized',
+    });
   });
 
   it('answers 401 when the token is wrong', async () => {
@@ -168,17 +195,32 @@ describe('guards on the upgrade request', () => {
   });
 
   it('answers 403 when a method guard returns false', async () => {
-    const { body } = await expectRejected(app, '/secure/denied', 403, bearer('secret'));
-    expect(body).toEqual({ statusCode: 403, message: 'Forbidden resource', error: 'Forbidden' });
+    const { body } = await expectRejected(
+      app,
+      '/secure/denied',
+      403,
+      bearer('secret'),
+    );
+    expect(body).toEqual({
+      statusCode: 403,
+      message: 'Forbidden resource',
+      error: 'Forbidden',
+    });
   });
 
   it('answers an HttpException thrown by a guard with its own status and body', async () => {
     const { body } = await expectRejected(app, '/open/teapot', 418);
-    expect(body).toEqual({ statusCode: 418, message: 'No coffee here', hint: 'brew tea' });
+    expect(body).toEqual({
+      statusCode: 418,
+      message: 'No coffee here',
+      hint: 'brew tea',
+    });
   });
 
   it('runs guards with getType() "http" on the upgrade request, params, query, headers and ip filled in', async () => {
-    const client = await connectWs(app, '/open/inspect/7?room=general', { headers: { 'x-client': 'jest' } });
+    const client = await connectWs(app, '/open/inspect/7?room=general', {
+      headers: { 'x-client': 'jest' },
+    });
     expect(await client.nextJson()).toEqual({
       user: {
         type: 'http',
@@ -198,7 +240,9 @@ describe('guards on the upgrade request', () => {
   });
 
   it('runs a guard registered with useGlobalGuards', async () => {
-    await expectRejected(app, '/open/plain', 403, { headers: { 'x-global': 'deny' } });
+    await expectRejected(app, '/open/plain', 403, {
+      headers: { 'x-global': 'deny' },
+    });
   });
 
   it('leaves socket.user undefined when no guard sets request.user', async () => {
@@ -214,7 +258,11 @@ describe("the app's HTTP exception filters", () => {
 
   it('shape the answer to a refused upgrade', async () => {
     ({ app } = await startApp(
-      { imports: [WsEndpointsModule.forRoot({})], controllers: [SecureController], providers: [TokenService] },
+      {
+        imports: [WsEndpointsModule.forRoot({})],
+        controllers: [SecureController],
+        providers: [TokenService],
+      },
       (app) => app.useGlobalFilters(new UnauthorizedFilter()),
     ));
     const { body } = await expectRejected(app, '/secure', 401);

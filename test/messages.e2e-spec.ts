@@ -1,6 +1,19 @@
-import { ArgumentMetadata, Controller, INestApplication, Injectable, PipeTransform, UsePipes, ValidationPipe } from '@nestjs/common';
+import {
+  ArgumentMetadata,
+  Controller,
+  INestApplication,
+  Injectable,
+  PipeTransform,
+  UsePipes,
+  ValidationPipe,
+} from '@nestjs/common';
 import { IsInt, IsNotEmpty, IsOptional, IsString, Min } from 'class-validator';
-import { Socket, WebSocketContext, Ws, WsEndpointsModule } from 'nestjs-ws-endpoints';
+import {
+  Socket,
+  WebSocketContext,
+  Ws,
+  WsEndpointsModule,
+} from 'nestjs-ws-endpoints';
 import { connectWs } from 'nestjs-ws-endpoints/testing';
 import { startApp } from './utils/test-app';
 
@@ -24,11 +37,17 @@ class JoinDto {
 @Injectable()
 class StampPipe implements PipeTransform {
   transform(value: unknown, metadata: ArgumentMetadata) {
-    return metadata.type === 'body' ? { ...(value as object), stamped: metadata.metatype?.name } : value;
+    return metadata.type === 'body'
+      ? { ...(value as object), stamped: metadata.metatype?.name }
+      : value;
   }
 }
 
-const strict = new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true });
+const strict = new ValidationPipe({
+  whitelist: true,
+  forbidNonWhitelisted: true,
+  transform: true,
+});
 
 @Controller('chat')
 class ChatController {
@@ -38,19 +57,25 @@ class ChatController {
     const join = await socket.receive(JoinDto);
     await socket.send({ joined: join.room });
     for await (const message of socket.messages(ChatMessageDto)) {
-      await socket.send({ text: message.text, priority: message.priority ?? null, isDto: message instanceof ChatMessageDto });
+      await socket.send({
+        text: message.text,
+        priority: message.priority ?? null,
+        isDto: message instanceof ChatMessageDto,
+      });
     }
   }
 
   @Ws('strict', { validation: 'close' })
   @UsePipes(strict)
   async closing(@Socket() socket: WebSocketContext) {
-    for await (const message of socket.messages(ChatMessageDto)) await socket.send(message.text);
+    for await (const message of socket.messages(ChatMessageDto))
+      await socket.send(message.text);
   }
 
   @Ws('global')
   async global(@Socket() socket: WebSocketContext) {
-    for await (const message of socket.messages(ChatMessageDto)) await socket.send(message);
+    for await (const message of socket.messages(ChatMessageDto))
+      await socket.send(message);
   }
 }
 
@@ -68,7 +93,10 @@ describe('per-message pipes: receive(Dto) and messages(Dto)', () => {
 
   beforeAll(async () => {
     ({ app } = await startApp(
-      { imports: [WsEndpointsModule.forRoot({})], controllers: [ChatController, StampedController] },
+      {
+        imports: [WsEndpointsModule.forRoot({})],
+        controllers: [ChatController, StampedController],
+      },
       (app) => app.useGlobalPipes(new ValidationPipe()),
     ));
   });
@@ -85,28 +113,59 @@ describe('per-message pipes: receive(Dto) and messages(Dto)', () => {
   it('hands the handler a validated, transformed DTO', async () => {
     const client = await joinedChat();
     client.send({ text: 'hello', priority: 2 });
-    expect(await client.nextJson()).toEqual({ text: 'hello', priority: 2, isDto: true });
+    expect(await client.nextJson()).toEqual({
+      text: 'hello',
+      priority: 2,
+      isDto: true,
+    });
   });
 
   it.each([
     ['invalid JSON', '{"text": "unterminated', 'Invalid JSON'],
-    ['a missing field', { priority: 1 }, expect.arrayContaining(['text should not be empty', 'text must be a string'])],
-    ['a wrong type', { text: 'hi', priority: 'high' }, expect.arrayContaining(['priority must be an integer number'])],
-    ['an extra field', { text: 'hi', admin: true }, ['property admin should not exist']],
-  ])('answers %s with an error frame and skips the message', async (_case, payload, message) => {
-    const client = await joinedChat();
-    client.send(payload);
-    expect(await client.nextJson()).toEqual({ error: { status: 400, message } });
-    client.send({ text: 'still here' });
-    expect(await client.nextJson()).toEqual({ text: 'still here', priority: null, isDto: true });
-  });
+    [
+      'a missing field',
+      { priority: 1 },
+      expect.arrayContaining([
+        'text should not be empty',
+        'text must be a string',
+      ]),
+    ],
+    [
+      'a wrong type',
+      { text: 'hi', priority: 'high' },
+      expect.arrayContaining(['priority must be an integer number']),
+    ],
+    [
+      'an extra field',
+      { text: 'hi', admin: true },
+      ['property admin should not exist'],
+    ],
+  ])(
+    'answers %s with an error frame and skips the message',
+    async (_case, payload, message) => {
+      const client = await joinedChat();
+      client.send(payload);
+      expect(await client.nextJson()).toEqual({
+        error: { status: 400, message },
+      });
+      client.send({ text: 'still here' });
+      expect(await client.nextJson()).toEqual({
+        text: 'still here',
+        priority: null,
+        isDto: true,
+      });
+    },
+  );
 
   it("closes with 1007 on an invalid message under the 'close' policy", async () => {
     const client = await connectWs(app, '/chat/strict');
     client.send({ text: 'ok' });
     expect((await client.next()).text).toBe('ok');
     client.send({ text: 42 });
-    expect(await client.closed).toEqual({ code: 1007, reason: 'Invalid message' });
+    expect(await client.closed).toEqual({
+      code: 1007,
+      reason: 'Invalid message',
+    });
   });
 
   it('runs global pipes (useGlobalPipes) on each message', async () => {
@@ -114,7 +173,10 @@ describe('per-message pipes: receive(Dto) and messages(Dto)', () => {
     client.send({});
     expect(await client.nextJson()).toMatchObject({ error: { status: 400 } });
     client.send({ text: 'extra is allowed here', other: 1 });
-    expect(await client.nextJson()).toEqual({ text: 'extra is allowed here', other: 1 });
+    expect(await client.nextJson()).toEqual({
+      text: 'extra is allowed here',
+      other: 1,
+    });
   });
 
   it('runs controller pipes with { type: "body", metatype: Dto }', async () => {

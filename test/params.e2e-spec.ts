@@ -11,14 +11,21 @@ import {
   Req,
 } from '@nestjs/common';
 import type { Request } from 'express';
-import { Socket, WebSocketContext, Ws, WsEndpointsModule } from 'nestjs-ws-endpoints';
+import {
+  Socket,
+  WebSocketContext,
+  Ws,
+  WsEndpointsModule,
+} from 'nestjs-ws-endpoints';
 import { connectWs, expectRejected } from 'nestjs-ws-endpoints/testing';
 import { startApp } from './utils/test-app';
 
-const ClientName = createParamDecorator((prefix: string, context: ExecutionContext) => {
-  const request = context.switchToHttp().getRequest<Request>();
-  return `${prefix}${request.headers['x-client'] ?? 'anonymous'}`;
-});
+const ClientName = createParamDecorator(
+  (prefix: string, context: ExecutionContext) => {
+    const request = context.switchToHttp().getRequest<Request>();
+    return `${prefix}${request.get('x-client') ?? 'anonymous'}`;
+  },
+);
 
 let calls = 0;
 
@@ -35,7 +42,16 @@ class ItemsController {
     @ClientName('client:') client: string,
   ) {
     calls++;
-    await socket.send({ id, idType: typeof id, q, header, url: request.url, ip, client, sameRequest: request === socket.request });
+    await socket.send({
+      id,
+      idType: typeof id,
+      q,
+      header,
+      url: request.url,
+      ip,
+      client,
+      sameRequest: request === socket.request,
+    });
   }
 }
 
@@ -43,13 +59,18 @@ describe('param decorators on a @Ws handler', () => {
   let app: INestApplication;
 
   beforeAll(async () => {
-    ({ app } = await startApp({ imports: [WsEndpointsModule.forRoot({})], controllers: [ItemsController] }));
+    ({ app } = await startApp({
+      imports: [WsEndpointsModule.forRoot({})],
+      controllers: [ItemsController],
+    }));
   });
 
   afterAll(() => app.close());
 
   it('resolves @Param (through ParseIntPipe), @Query, @Headers, @Req, @Ip and custom decorators from the upgrade request', async () => {
-    const client = await connectWs(app, '/items/42?q=blue', { headers: { 'x-client': 'jest' } });
+    const client = await connectWs(app, '/items/42?q=blue', {
+      headers: { 'x-client': 'jest' },
+    });
     expect(await client.nextJson()).toEqual({
       id: 42,
       idType: 'number',
@@ -62,7 +83,7 @@ describe('param decorators on a @Ws handler', () => {
     });
   });
 
-  it('answers 400 with Nest\'s body when a param pipe fails, before any socket exists', async () => {
+  it("answers 400 with Nest's body when a param pipe fails, before any socket exists", async () => {
     const before = calls;
     const { body } = await expectRejected(app, '/items/abc', 400);
     expect(body).toEqual({

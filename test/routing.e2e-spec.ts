@@ -1,8 +1,24 @@
-import { Controller, INestApplication, Module, Param, Version, VersioningType } from '@nestjs/common';
+import {
+  Controller,
+  INestApplication,
+  Module,
+  Param,
+  Version,
+  VersioningType,
+} from '@nestjs/common';
 import { RouterModule } from '@nestjs/core';
 import { WsAdapter } from '@nestjs/platform-ws';
-import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
-import { Socket, WebSocketContext, Ws, WsEndpointsModule } from 'nestjs-ws-endpoints';
+import {
+  MessageBody,
+  SubscribeMessage,
+  WebSocketGateway,
+} from '@nestjs/websockets';
+import {
+  Socket,
+  WebSocketContext,
+  Ws,
+  WsEndpointsModule,
+} from 'nestjs-ws-endpoints';
 import { connectWs, expectRejected } from 'nestjs-ws-endpoints/testing';
 import { rawRequest, upgradeRequest } from './utils/raw-http';
 import { startApp } from './utils/test-app';
@@ -68,7 +84,10 @@ describe('routing', () => {
         },
         (app) => {
           app.setGlobalPrefix('api');
-          app.enableVersioning({ type: VersioningType.URI, defaultVersion: '1' });
+          app.enableVersioning({
+            type: VersioningType.URI,
+            defaultVersion: '1',
+          });
         },
       ));
     });
@@ -80,8 +99,14 @@ describe('routing', () => {
     });
 
     it('matches :params and gives them to @Param and socket.params', async () => {
-      const client = await connectWs(app, '/api/v1/echo/rooms/general/users/42?x=1');
-      expect(await client.nextJson()).toEqual({ room: 'general', params: { room: 'general', user: '42' } });
+      const client = await connectWs(
+        app,
+        '/api/v1/echo/rooms/general/users/42?x=1',
+      );
+      expect(await client.nextJson()).toEqual({
+        room: 'general',
+        params: { room: 'general', user: '42' },
+      });
     });
 
     it('serves a method version over the default version', async () => {
@@ -104,20 +129,33 @@ describe('routing', () => {
 
     it('answers 404 to an upgrade on an unknown path when no other upgrade listener exists', async () => {
       const { body } = await expectRejected(app, '/api/v1/nowhere', 404);
-      expect(body).toEqual({ statusCode: 404, error: 'Not Found', message: 'Cannot GET /api/v1/nowhere' });
+      expect(body).toEqual({
+        statusCode: 404,
+        error: 'Not Found',
+        message: 'Cannot GET /api/v1/nowhere',
+      });
     });
 
     it('answers 426 Upgrade Required to a plain GET on a ws route', async () => {
-      const response = await rawRequest(app, 'GET /api/v1/echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      const response = await rawRequest(
+        app,
+        'GET /api/v1/echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
+      );
       expect(response.status).toBe(426);
       expect(response.headers.upgrade).toBe('websocket');
       expect(JSON.parse(response.body)).toMatchObject({ statusCode: 426 });
     });
 
     it('answers 400 to an upgrade without a valid Sec-WebSocket-Key', async () => {
-      const response = await rawRequest(app, upgradeRequest('/api/v1/echo', { 'Sec-WebSocket-Key': null }));
+      const response = await rawRequest(
+        app,
+        upgradeRequest('/api/v1/echo', { 'Sec-WebSocket-Key': null }),
+      );
       expect(response.status).toBe(400);
-      expect(JSON.parse(response.body)).toMatchObject({ statusCode: 400, message: expect.stringContaining('Sec-WebSocket-Key') });
+      expect(JSON.parse(response.body)).toMatchObject({
+        statusCode: 400,
+        message: expect.stringContaining('Sec-WebSocket-Key'),
+      });
     });
   });
 
@@ -128,7 +166,10 @@ describe('routing', () => {
       async clash() {}
     }
     await expect(
-      startApp({ imports: [WsEndpointsModule.forRoot({})], controllers: [EchoController, OtherEchoController] }),
+      startApp({
+        imports: [WsEndpointsModule.forRoot({})],
+        controllers: [EchoController, OtherEchoController],
+      }),
     ).rejects.toThrow(
       'WebSocket path "/echo/rooms/:room/users/:user" is declared by both EchoController.room and OtherEchoController.clash.',
     );
@@ -136,7 +177,11 @@ describe('routing', () => {
 
   it('leaves upgrades it does not own to a WsAdapter gateway on the same server', async () => {
     ({ app } = await startApp(
-      { imports: [WsEndpointsModule.forRoot({})], controllers: [EchoController], providers: [PingGateway] },
+      {
+        imports: [WsEndpointsModule.forRoot({})],
+        controllers: [EchoController],
+        providers: [PingGateway],
+      },
       (app) => app.useWebSocketAdapter(new WsAdapter(app)),
     ));
     const gateway = await connectWs(app, '/gateway');

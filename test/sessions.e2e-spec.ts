@@ -10,7 +10,14 @@ import {
 } from '@nestjs/common';
 import { WsException } from '@nestjs/websockets';
 import { finalize, interval, map, Observable, take } from 'rxjs';
-import { Socket, WebSocketContext, WebSocketDisconnect, WebSocketSessions, Ws, WsEndpointsModule } from 'nestjs-ws-endpoints';
+import {
+  Socket,
+  WebSocketContext,
+  WebSocketDisconnect,
+  WebSocketSessions,
+  Ws,
+  WsEndpointsModule,
+} from 'nestjs-ws-endpoints';
 import { connectWs } from 'nestjs-ws-endpoints/testing';
 import { Deferred } from './utils/deferred';
 import { CapturedLogs, startApp } from './utils/test-app';
@@ -40,7 +47,10 @@ class SessionLoggingInterceptor implements NestInterceptor {
 class ShapesController {
   @Ws('observable')
   ticks() {
-    return interval(1).pipe(take(3), map((n) => ({ n })));
+    return interval(1).pipe(
+      take(3),
+      map((n) => ({ n })),
+    );
   }
 
   @Ws('generator')
@@ -52,8 +62,10 @@ class ShapesController {
 
   @Ws('endless')
   async *endless() {
+    // large chunks fill the socket buffer soon, so the writes go asynchronous and the client gets its turn
+    const chunk = Buffer.alloc(64 * 1024);
     try {
-      for (let n = 0; ; n++) yield n;
+      for (;;) yield chunk;
     } finally {
       seen.generatorReturned.resolve();
     }
@@ -94,7 +106,9 @@ class ErrorsController {
 
   @Ws('observable-error')
   failing() {
-    return new Observable((subscriber) => subscriber.error(new Error('stream broke')));
+    return new Observable((subscriber) =>
+      subscriber.error(new Error('stream broke')),
+    );
   }
 
   @Ws('mid-send')
@@ -111,7 +125,9 @@ class ErrorsController {
   @Ws('awaiting')
   async awaiting(@Socket() socket: WebSocketContext) {
     // waits on something else (a queue, a timer…) that honours the connection's signal
-    await new Promise((resolve) => socket.signal.addEventListener('abort', resolve, { once: true }));
+    await new Promise((resolve) =>
+      socket.signal.addEventListener('abort', resolve, { once: true }),
+    );
     seen.awaitingClosed.resolve(socket.signal.reason);
   }
 }
@@ -120,12 +136,14 @@ class ErrorsController {
 class LimitsController {
   @Ws('default')
   async echo(@Socket() socket: WebSocketContext) {
-    for await (const message of socket) await socket.send(`${message.data.length}`);
+    for await (const message of socket)
+      await socket.send(`${message.data.length}`);
   }
 
   @Ws('small', { maxPayload: 16 })
   async small(@Socket() socket: WebSocketContext) {
-    for await (const message of socket) await socket.send(`${message.data.length}`);
+    for await (const message of socket)
+      await socket.send(`${message.data.length}`);
   }
 }
 
@@ -145,14 +163,26 @@ describe('sessions', () => {
   describe('handler shapes', () => {
     it('sends each value of an Observable and closes with 1000 when it completes', async () => {
       const client = await connectWs(app, '/shapes/observable');
-      expect([await client.nextJson(), await client.nextJson(), await client.nextJson()]).toEqual([{ n: 0 }, { n: 1 }, { n: 2 }]);
+      expect([
+        await client.nextJson(),
+        await client.nextJson(),
+        await client.nextJson(),
+      ]).toEqual([{ n: 0 }, { n: 1 }, { n: 2 }]);
       expect(await client.closed).toEqual({ code: 1000, reason: '' });
     });
 
     it('sends each value of an async generator and closes with 1000 when it returns', async () => {
       const client = await connectWs(app, '/shapes/generator');
-      const frames = [await client.next(), await client.next(), await client.next()];
-      expect(frames.map((f) => [f.isBinary, f.text])).toEqual([[false, 'a'], [true, 'b'], [false, '{"c":true}']]);
+      const frames = [
+        await client.next(),
+        await client.next(),
+        await client.next(),
+      ];
+      expect(frames.map((f) => [f.isBinary, f.text])).toEqual([
+        [false, 'a'],
+        [true, 'b'],
+        [false, '{"c":true}'],
+      ]);
       expect(await client.closed).toEqual({ code: 1000, reason: '' });
     });
 
@@ -183,19 +213,28 @@ describe('sessions', () => {
   describe('errors after the upgrade', () => {
     it('closes with 1008 and the message of a WsException, logged once as a warning', async () => {
       const client = await connectWs(app, '/errors/ws-exception');
-      expect(await client.closed).toEqual({ code: 1008, reason: 'Not allowed here' });
+      expect(await client.closed).toEqual({
+        code: 1008,
+        reason: 'Not allowed here',
+      });
       expect(logs.find('warn', 'Not allowed here')).toHaveLength(1);
     });
 
     it('closes with 4000 + status for an HttpException', async () => {
       const client = await connectWs(app, '/errors/http-exception');
-      expect(await client.closed).toEqual({ code: 4403, reason: 'Members only' });
+      expect(await client.closed).toEqual({
+        code: 4403,
+        reason: 'Members only',
+      });
     });
 
     it('closes with 1011 "Internal server error" for anything else, never sending its message, logged once', async () => {
       const client = await connectWs(app, '/errors/crash');
       client.send('go');
-      expect(await client.closed).toEqual({ code: 1011, reason: 'Internal server error' });
+      expect(await client.closed).toEqual({
+        code: 1011,
+        reason: 'Internal server error',
+      });
       const errors = logs.find('error', 'hunter2');
       expect(errors).toHaveLength(1);
       expect(errors[0].message).toContain('ErrorsController.crash');
@@ -203,7 +242,10 @@ describe('sessions', () => {
 
     it('closes with 1011 when an Observable handler errors', async () => {
       const client = await connectWs(app, '/errors/observable-error');
-      expect(await client.closed).toEqual({ code: 1011, reason: 'Internal server error' });
+      expect(await client.closed).toEqual({
+        code: 1011,
+        reason: 'Internal server error',
+      });
     });
 
     it('keeps serving after handlers failed', async () => {
@@ -214,19 +256,28 @@ describe('sessions', () => {
 
   describe('peers that go away', () => {
     it('ends the session quietly when the client disconnects mid-send', async () => {
-      const errorsBefore = logs.lines.filter((line) => line.level === 'error').length;
+      const errorsBefore = logs.lines.filter(
+        (line) => line.level === 'error',
+      ).length;
       const client = await connectWs(app, '/errors/mid-send');
       await client.next();
       client.ws.terminate();
       expect(await seen.midSend.promise).toBeInstanceOf(WebSocketDisconnect);
-      await Promise.all([...app.get(WebSocketSessions)].map((session) => session.closed));
-      expect(logs.lines.filter((line) => line.level === 'error').length).toBe(errorsBefore);
+      await Promise.all(
+        [...app.get(WebSocketSessions)].map((session) => session.closed),
+      );
+      expect(logs.lines.filter((line) => line.level === 'error').length).toBe(
+        errorsBefore,
+      );
     });
 
     it('aborts the signal of a handler awaiting something else when the client closes', async () => {
       const client = await connectWs(app, '/errors/awaiting');
       await client.close(4002, 'Gone');
-      expect(await seen.awaitingClosed.promise).toMatchObject({ code: 4002, reason: 'Gone' });
+      expect(await seen.awaitingClosed.promise).toMatchObject({
+        code: 4002,
+        reason: 'Gone',
+      });
     });
 
     it('counts 0 live sessions after 200 rapid connect/close cycles', async () => {
@@ -261,8 +312,11 @@ describe('sessions', () => {
 });
 
 describe('module options', () => {
-  it('applies forRoot() options as every endpoint\'s defaults', async () => {
-    const { app } = await startApp({ imports: [WsEndpointsModule.forRoot({ maxPayload: 8 })], controllers: [LimitsController] });
+  it("applies forRoot() options as every endpoint's defaults", async () => {
+    const { app } = await startApp({
+      imports: [WsEndpointsModule.forRoot({ maxPayload: 8 })],
+      controllers: [LimitsController],
+    });
     const client = await connectWs(app, '/limits/default');
     client.send('123456789');
     expect((await client.closed).code).toBe(1009);
@@ -271,7 +325,11 @@ describe('module options', () => {
 
   it('takes its options from forRootAsync()', async () => {
     const { app } = await startApp({
-      imports: [WsEndpointsModule.forRootAsync({ useFactory: async () => ({ maxPayload: 4 }) })],
+      imports: [
+        WsEndpointsModule.forRootAsync({
+          useFactory: async () => ({ maxPayload: 4 }),
+        }),
+      ],
       controllers: [LimitsController],
     });
     const client = await connectWs(app, '/limits/default');

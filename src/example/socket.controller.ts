@@ -7,7 +7,9 @@ export class SocketController {
   @Ws('handle')
   async handle(@Socket() socket: WebSocketContext): Promise<void> {
     for await (const message of socket) {
-      await socket.send(`Your message: ${message.text} at ${new Date().toISOString()}`);
+      await socket.send(
+        `Your message: ${message.text} at ${new Date().toISOString()}`,
+      );
     }
   }
 }

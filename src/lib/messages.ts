@@ -1,6 +1,10 @@
 import { describeCloseCode } from './context/close-code.enum';
 
-export const DUPLICATE_ENDPOINT = (path: string, first: string, second: string) =>
+export const DUPLICATE_ENDPOINT = (
+  path: string,
+  first: string,
+  second: string,
+) =>
   `WebSocket path "${path}" is declared by both ${first} and ${second}. Give one of them another path.`;
 
 export const INVALID_CLOSE_CODE = (code: unknown) =>
@@ -15,13 +19,18 @@ export const SOCKET_CLOSED = (action: string, code: number | undefined) =>
 export const UPGRADE_REQUIRED = (path: string) =>
   `${path} is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket).`;
 
-export const NOT_FOUND = (method: string, url: string) => `Cannot ${method} ${url}`;
+export const ENDPOINT_MAPPED = (path: string, name: string) =>
+  `Mapped {${path}, WS} to ${name}`;
+
+export const NOT_FOUND = (method: string, url: string) =>
+  `Cannot ${method} ${url}`;
 
 export const INVALID_JSON = 'Invalid JSON';
 
 export const SHUTTING_DOWN = 'Server shutting down';
 
-export const HANDLER_FAILED = (endpoint: string) => `WebSocket handler ${endpoint} failed`;
+export const HANDLER_FAILED = (endpoint: string) =>
+  `WebSocket handler ${endpoint} failed`;
 
 export const MISSING_HTTP_SERVER =
   'WsEndpointsModule found no HTTP server: @Ws endpoints need an HTTP application (NestFactory.create), not a standalone context or microservice.';

@@ -16,9 +16,15 @@ export function resolveEndpointOptions(
   moduleOptions: WsEndpointsModuleOptions,
   endpointOptions: WsEndpointOptions,
 ): ResolvedWsEndpointOptions {
-  return { ...DEFAULTS, ...withoutUndefined(moduleOptions), ...withoutUndefined(endpointOptions) };
+  return {
+    ...DEFAULTS,
+    ...withoutUndefined(moduleOptions),
+    ...withoutUndefined(endpointOptions),
+  };
 }
 
 function withoutUndefined<T extends object>(options: T): Partial<T> {
-  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+  return Object.fromEntries(
+    Object.entries(options).filter(([, value]) => value !== undefined),
+  ) as Partial<T>;
 }

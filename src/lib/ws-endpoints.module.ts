@@ -1,9 +1,23 @@
-import { BeforeApplicationShutdown, Module, OnModuleInit } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Logger,
+  Module,
+  OnModuleInit,
+} from '@nestjs/common';
 import { CloseCode } from './context/close-code.enum';
-import { ApplicationConfig, DiscoveryModule, HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import {
+  ApplicationConfig,
+  DiscoveryModule,
+  HttpAdapterHost,
+  ModuleRef,
+} from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WsEndpointExplorer } from './discovery/ws-endpoint-explorer';
-import { MISSING_HTTP_SERVER, SHUTTING_DOWN } from './messages';
+import {
+  ENDPOINT_MAPPED,
+  MISSING_HTTP_SERVER,
+  SHUTTING_DOWN,
+} from './messages';
 import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
 import { UpgradeDispatcher } from './upgrade/upgrade-dispatcher';
@@ -20,10 +34,20 @@ import { ConfigurableModuleClass } from './ws-endpoints.module-definition';
  */
 @Module({
   imports: [DiscoveryModule],
-  providers: [WsEndpointExplorer, UpgradeDispatcher, SessionRunner, WebSocketSessions],
+  providers: [
+    WsEndpointExplorer,
+    UpgradeDispatcher,
+    SessionRunner,
+    WebSocketSessions,
+  ],
   exports: [WebSocketSessions],
 })
-export class WsEndpointsModule extends ConfigurableModuleClass implements OnModuleInit, BeforeApplicationShutdown {
+export class WsEndpointsModule
+  extends ConfigurableModuleClass
+  implements OnModuleInit, BeforeApplicationShutdown
+{
+  private readonly logger = new Logger(WsEndpointsModule.name);
+
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly moduleRef: ModuleRef,
@@ -42,12 +66,23 @@ export class WsEndpointsModule extends ConfigurableModuleClass implements OnModu
     const server = adapter?.getHttpServer();
     if (!server) throw new Error(MISSING_HTTP_SERVER);
     const endpoints = this.explorer.explore();
-    const routes = new WsRouteFactory(this.moduleRef, this.config, adapter, this.runner);
+    const routes = new WsRouteFactory(
+      this.moduleRef,
+      this.config,
+      adapter,
+      this.runner,
+    );
     for (const endpoint of endpoints) {
       const handler = routes.create(endpoint);
-      for (const path of endpoint.paths) adapter.get(path, handler);
+      for (const path of endpoint.paths) {
+        adapter.get(path, handler);
+        this.logger.log(ENDPOINT_MAPPED(path, endpoint.name));
+      }
     }
-    const app = adapter.getInstance<(request: IncomingMessage, response: ServerResponse) => void>();
+    const app =
+      adapter.getInstance<
+        (request: IncomingMessage, response: ServerResponse) => void
+      >();
     this.dispatcher.attach(
       server,
       endpoints.flatMap((endpoint) => endpoint.paths),

@@ -13,19 +13,27 @@ export interface RawResponse {
  * Sends `request` (a raw HTTP request head, for handshakes a real client would not send) and
  * resolves with the answer once the server closes the connection.
  */
-export function rawRequest(app: INestApplication, request: string): Promise<RawResponse> {
+export function rawRequest(
+  app: INestApplication,
+  request: string,
+): Promise<RawResponse> {
   const { port } = app.getHttpServer().address() as AddressInfo;
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => socket.write(request));
     const chunks: Buffer[] = [];
     socket.on('data', (chunk) => chunks.push(chunk));
     socket.on('error', reject);
-    socket.on('close', () => resolve(parse(Buffer.concat(chunks).toString('utf8'))));
+    socket.on('close', () =>
+      resolve(parse(Buffer.concat(chunks).toString('utf8'))),
+    );
   });
 }
 
 /** An upgrade request head for `path`, with `headers` replacing or (when null) removing the defaults. */
-export function upgradeRequest(path: string, headers: Record<string, string | null> = {}): string {
+export function upgradeRequest(
+  path: string,
+  headers: Record<string, string | null> = {},
+): string {
   const all: Record<string, string | null> = {
     Host: 'localhost',
     Upgrade: 'websocket',
@@ -49,5 +57,9 @@ function parse(text: string): RawResponse {
       return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()];
     }),
   );
-  return { status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n') };
+  return {
+    status: Number(statusLine.split(' ')[1]),
+    headers,
+    body: rest.join('\r\n\r\n'),
+  };
 }

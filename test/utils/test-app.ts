@@ -1,4 +1,8 @@
-import { INestApplication, LoggerService, ModuleMetadata } from '@nestjs/common';
+import {
+  INestApplication,
+  LoggerService,
+  ModuleMetadata,
+} from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 
 /** Every line an app logged, by level. */
@@ -9,7 +13,10 @@ export class CapturedLogs implements LoggerService {
     // TEST_LOGS=1 npm test prints what the apps log, for debugging
     if (process.env.TEST_LOGS) {
       const push = this.lines.push.bind(this.lines);
-      this.lines.push = (...lines) => (lines.forEach((line) => console.log(line.level, line.message)), push(...lines));
+      this.lines.push = (...lines) => (
+        lines.forEach((line) => console.log(line.level, line.message)),
+        push(...lines)
+      );
     }
   }
 
@@ -17,7 +24,10 @@ export class CapturedLogs implements LoggerService {
     this.lines.push({ level: 'log', message: String(message), context });
   }
   error(message: unknown, ...rest: unknown[]) {
-    this.lines.push({ level: 'error', message: [message, ...rest].map(String).join(' ') });
+    this.lines.push({
+      level: 'error',
+      message: [message, ...rest].map(String).join(' '),
+    });
   }
   warn(message: unknown, context?: string) {
     this.lines.push({ level: 'warn', message: String(message), context });
@@ -28,7 +38,9 @@ export class CapturedLogs implements LoggerService {
 
   /** Lines at `level` whose message contains `text`. */
   find(level: string, text: string) {
-    return this.lines.filter((line) => line.level === level && line.message.includes(text));
+    return this.lines.filter(
+      (line) => line.level === level && line.message.includes(text),
+    );
   }
 }
 

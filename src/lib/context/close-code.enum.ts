@@ -46,7 +46,11 @@ export function describeCloseCode(code: number): string {
 export function isSendableCloseCode(code: number): boolean {
   return (
     Number.isInteger(code) &&
-    ((code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
+    ((code >= 1000 &&
+      code <= 1014 &&
+      code !== 1004 &&
+      code !== 1005 &&
+      code !== 1006) ||
       (code >= 3000 && code <= 4999))
   );
 }

@@ -27,10 +27,16 @@ export interface SendOptions {
  * Turns one decoded message into the handler's DTO, or throws: the handler's pipes in a session,
  * plain JSON otherwise.
  */
-export type MessageParser = (message: WebSocketMessage, metatype: Type) => Promise<unknown>;
+export type MessageParser = (
+  message: WebSocketMessage,
+  metatype: Type,
+) => Promise<unknown>;
 
 /** How the context answers a message that `receive(Dto)` could not accept. */
-export type RejectedMessageHandler = (context: WebSocketContext, error: unknown) => Promise<void>;
+export type RejectedMessageHandler = (
+  context: WebSocketContext,
+  error: unknown,
+) => Promise<void>;
 
 /** A request as the HTTP platform leaves it after routing and guards. */
 export type UpgradeRequest = IncomingMessage & {
@@ -52,9 +58,10 @@ interface Waiter {
  * for await (const message of socket) await socket.send(`echo: ${message.text}`);
  * @publicApi
  */
-export class WebSocketContext<TUser = any, TData extends object = Record<string, any>>
-  implements AsyncIterable<WebSocketMessage>
-{
+export class WebSocketContext<
+  TUser = any,
+  TData extends object = Record<string, any>,
+> implements AsyncIterable<WebSocketMessage> {
   /** A unique id of this connection. */
   readonly id = randomUUID();
   /** Per-connection storage for the application. */
@@ -90,7 +97,9 @@ export class WebSocketContext<TUser = any, TData extends object = Record<string,
       this.push(new WebSocketMessage(data, isBinary ? 'binary' : 'text')),
     );
     // ws closes the connection itself after a protocol error (1002, 1007, 1009); the 'close' event follows.
-    ws.on('error', (error) => new Logger(WebSocketContext.name).debug(`${this.id}: ${error.message}`));
+    ws.on('error', (error) =>
+      new Logger(WebSocketContext.name).debug(`${this.id}: ${error.message}`),
+    );
     this.closedPromise = new Promise((resolve) =>
       ws.once('close', (code: number, reason: Buffer) => {
         this.onClose(code, reason.toString());
@@ -168,7 +177,9 @@ export class WebSocketContext<TUser = any, TData extends object = Record<string,
    * @example for await (const msg of socket.messages(ChatMessageDto)) await socket.send(msg.text);
    */
   messages<T>(metatype: Type<T>): AsyncIterable<T> {
-    return { [Symbol.asyncIterator]: () => this.iterate(() => this.receive(metatype)) };
+    return {
+      [Symbol.asyncIterator]: () => this.iterate(() => this.receive(metatype)),
+    };
   }
 
   /** Iterates over the messages until the connection closes; the loop then ends quietly. */
@@ -187,13 +198,18 @@ export class WebSocketContext<TUser = any, TData extends object = Record<string,
       return Promise.reject(this.closedError('send'));
     }
     const binary = ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data);
-    const payload = typeof data === 'string' || binary ? data : JSON.stringify(data);
+    const payload =
+      typeof data === 'string' || binary ? data : JSON.stringify(data);
     if (payload === undefined) {
-      return Promise.reject(new TypeError(`Cannot send ${String(data)}: it has no JSON form.`));
+      return Promise.reject(
+        new TypeError(`Cannot send ${String(data)}: it has no JSON form.`),
+      );
     }
     return new Promise((resolve, reject) =>
-      this.ws.send(payload as string | Buffer, { binary, fin: options.fin ?? true }, (error) =>
-        error ? reject(this.closedError('send')) : resolve(),
+      this.ws.send(
+        payload as string | Buffer,
+        { binary, fin: options.fin ?? true },
+        (error) => (error ? reject(this.closedError('send')) : resolve()),
       ),
     );
   }
@@ -210,7 +226,10 @@ export class WebSocketContext<TUser = any, TData extends object = Record<string,
     assertValidClose(code, reason);
     if (this.ws.readyState === WebSocket.OPEN) {
       this.ws.close(code, reason);
-      this.closeTimer = setTimeout(() => this.ws.terminate(), this.settings.closeTimeout);
+      this.closeTimer = setTimeout(
+        () => this.ws.terminate(),
+        this.settings.closeTimeout,
+      );
     }
     return this.closedPromise;
   }
@@ -224,8 +243,16 @@ export class WebSocketContext<TUser = any, TData extends object = Record<string,
     const queued = this.queue.shift();
     if (queued) return Promise.resolve(queued);
     if (this.disconnect) return Promise.reject(this.closedError('receive'));
-    const signals = [options.signal, options.timeout !== undefined ? AbortSignal.timeout(options.timeout) : undefined];
-    const signal = signals[0] && signals[1] ? AbortSignal.any(signals as AbortSignal[]) : (signals[0] ?? signals[1]);
+    const signals = [
+      options.signal,
+      options.timeout !== undefined
+        ? AbortSignal.timeout(options.timeout)
+        : undefined,
+    ];
+    const signal =
+      signals[0] && signals[1]
+        ? AbortSignal.any(signals as AbortSignal[])
+        : (signals[0] ?? signals[1]);
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       if (!signal) return this.waiters.push({ resolve, reject });
@@ -264,12 +291,19 @@ export class WebSocketContext<TUser = any, TData extends object = Record<string,
     clearTimeout(this.closeTimer);
     this.disconnect = new WebSocketDisconnect(code, reason);
     this.abortController.abort(this.disconnect);
-    for (const waiter of this.waiters.splice(0)) waiter.reject(this.closedError('receive'));
+    for (const waiter of this.waiters.splice(0))
+      waiter.reject(this.closedError('receive'));
   }
 
   private closedError(action: string): WebSocketDisconnect {
     const code = this.disconnect?.code;
-    const message = this.disconnect ? SOCKET_CLOSED(action, code) : `Cannot ${action}: the socket is closing.`;
-    return new WebSocketDisconnect(code ?? CloseCode.Abnormal, this.disconnect?.reason ?? '', message);
+    const message = this.disconnect
+      ? SOCKET_CLOSED(action, code)
+      : `Cannot ${action}: the socket is closing.`;
+    return new WebSocketDisconnect(
+      code ?? CloseCode.Abnormal,
+      this.disconnect?.reason ?? '',
+      message,
+    );
   }
 }

@@ -22,6 +22,12 @@ export interface WsEndpointMetadata {
  * }
  * @publicApi
  */
-export function Ws(path: string | string[] = '', options: WsEndpointOptions = {}): MethodDecorator {
-  return SetMetadata<string, WsEndpointMetadata>(WS_ENDPOINT_METADATA, { path, options });
+export function Ws(
+  path: string | string[] = '',
+  options: WsEndpointOptions = {},
+): MethodDecorator {
+  return SetMetadata<string, WsEndpointMetadata>(WS_ENDPOINT_METADATA, {
+    path,
+    options,
+  });
 }

@@ -1,11 +1,25 @@
 import { Inject, Injectable, RequestMethod, Type } from '@nestjs/common';
-import { MODULE_PATH, PATH_METADATA, VERSION_METADATA, addLeadingSlash } from '@nestjs/common/internal';
-import { ApplicationConfig, DiscoveryService, HttpAdapterHost, MetadataScanner, ModulesContainer } from '@nestjs/core';
+import {
+  MODULE_PATH,
+  PATH_METADATA,
+  VERSION_METADATA,
+  addLeadingSlash,
+} from '@nestjs/common/internal';
+import {
+  ApplicationConfig,
+  DiscoveryService,
+  HttpAdapterHost,
+  MetadataScanner,
+  ModulesContainer,
+} from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper';
 import { RoutePathFactory } from '@nestjs/core/router/route-path-factory';
 import { WS_ENDPOINT_METADATA } from '../constants';
 import { WsEndpointMetadata } from '../decorators/ws.decorator';
-import type { ResolvedWsEndpointOptions, WsEndpointsModuleOptions } from '../interfaces/ws-endpoint-options.interface';
+import type {
+  ResolvedWsEndpointOptions,
+  WsEndpointsModuleOptions,
+} from '../interfaces/ws-endpoint-options.interface';
 import { DUPLICATE_ENDPOINT } from '../messages';
 import { resolveEndpointOptions } from '../ws-endpoints.defaults';
 import { WS_ENDPOINTS_OPTIONS } from '../ws-endpoints.module-definition';
@@ -33,7 +47,8 @@ export class WsEndpointExplorer {
     private readonly modules: ModulesContainer,
     private readonly config: ApplicationConfig,
     private readonly adapterHost: HttpAdapterHost,
-    @Inject(WS_ENDPOINTS_OPTIONS) private readonly moduleOptions: WsEndpointsModuleOptions,
+    @Inject(WS_ENDPOINTS_OPTIONS)
+    private readonly moduleOptions: WsEndpointsModuleOptions,
   ) {}
 
   /**
@@ -51,10 +66,14 @@ export class WsEndpointExplorer {
   private exploreController(wrapper: InstanceWrapper): WsEndpointDefinition[] {
     const instance = wrapper.instance as object;
     const metatype = wrapper.metatype as Type;
-    const prototype = Object.getPrototypeOf(instance) as Record<string, (...args: unknown[]) => unknown>;
+    const prototype = Object.getPrototypeOf(instance) as Record<
+      string,
+      (...args: unknown[]) => unknown
+    >;
     return this.scanner.getAllMethodNames(prototype).flatMap((methodName) => {
       const method = prototype[methodName];
-      const metadata = Reflect.getMetadata(WS_ENDPOINT_METADATA, method) as WsEndpointMetadata | undefined;
+      const metadata = Reflect.getMetadata(WS_ENDPOINT_METADATA, method) as
+        WsEndpointMetadata | undefined;
       if (!metadata) return [];
       return [
         {
@@ -63,24 +82,39 @@ export class WsEndpointExplorer {
           method,
           methodName,
           moduleKey: wrapper.host!.token as string,
-          paths: this.pathsOf(metatype, wrapper.host!.metatype, method, metadata),
+          paths: this.pathsOf(
+            metatype,
+            wrapper.host!.metatype,
+            method,
+            metadata,
+          ),
           options: resolveEndpointOptions(this.moduleOptions, metadata.options),
         },
       ];
     });
   }
 
-  private pathsOf(controller: Type, module: Type, method: object, metadata: WsEndpointMetadata): string[] {
+  private pathsOf(
+    controller: Type,
+    module: Type,
+    method: object,
+    metadata: WsEndpointMetadata,
+  ): string[] {
     const factory = new RoutePathFactory(this.config);
     const versioningOptions = this.config.getVersioning();
     const globalPrefix = addLeadingSlash(this.config.getGlobalPrefix());
-    const modulePath = (Reflect.getMetadata(MODULE_PATH + this.modules.applicationId, module) ??
-      Reflect.getMetadata(MODULE_PATH, module)) as string | undefined;
+    const modulePath = (Reflect.getMetadata(
+      MODULE_PATH + this.modules.applicationId,
+      module,
+    ) ?? Reflect.getMetadata(MODULE_PATH, module)) as string | undefined;
     const controllerVersion =
-      Reflect.getMetadata(VERSION_METADATA, controller) ?? (versioningOptions && versioningOptions.defaultVersion);
+      Reflect.getMetadata(VERSION_METADATA, controller) ??
+      (versioningOptions && versioningOptions.defaultVersion);
     const methodVersion = Reflect.getMetadata(VERSION_METADATA, method);
     const adapter = this.adapterHost.httpAdapter;
-    return asArray<string>(Reflect.getMetadata(PATH_METADATA, controller) ?? '/').flatMap((ctrlPath) =>
+    return asArray<string>(
+      Reflect.getMetadata(PATH_METADATA, controller) ?? '/',
+    ).flatMap((ctrlPath) =>
       asArray(metadata.path).flatMap((methodPath) =>
         factory
           .create(
@@ -106,7 +140,8 @@ export class WsEndpointExplorer {
       for (const path of endpoint.paths) {
         const key = path.toLowerCase();
         const owner = owners.get(key);
-        if (owner) throw new Error(DUPLICATE_ENDPOINT(path, owner, endpoint.name));
+        if (owner)
+          throw new Error(DUPLICATE_ENDPOINT(path, owner, endpoint.name));
         owners.set(key, endpoint.name);
       }
     }

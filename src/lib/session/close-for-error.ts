@@ -17,18 +17,38 @@ export interface ErrorClose {
 export function closeForError(error: unknown): ErrorClose {
   if (error instanceof WsException) {
     const detail = error.getError();
-    const message = typeof detail === 'string' ? detail : ((detail as { message?: string }).message ?? error.message);
-    return { code: CloseCode.PolicyViolation, reason: truncateCloseReason(String(message)), expected: true };
+    const message =
+      typeof detail === 'string'
+        ? detail
+        : ((detail as { message?: string }).message ?? error.message);
+    return {
+      code: CloseCode.PolicyViolation,
+      reason: truncateCloseReason(String(message)),
+      expected: true,
+    };
   }
   if (error instanceof HttpException) {
-    return { code: CloseCode.HttpBase + error.getStatus(), reason: truncateCloseReason(error.message), expected: true };
+    return {
+      code: CloseCode.HttpBase + error.getStatus(),
+      reason: truncateCloseReason(error.message),
+      expected: true,
+    };
   }
-  return { code: CloseCode.InternalError, reason: 'Internal server error', expected: false };
+  return {
+    code: CloseCode.InternalError,
+    reason: 'Internal server error',
+    expected: false,
+  };
 }
 
 /** The body of the error frame sent for a message that `receive(Dto)` rejected. */
-export function errorFrameFor(error: HttpException): { error: { status: number; message: unknown } } {
+export function errorFrameFor(error: HttpException): {
+  error: { status: number; message: unknown };
+} {
   const response = error.getResponse();
-  const message = typeof response === 'object' && response && 'message' in response ? response.message : response;
+  const message =
+    typeof response === 'object' && response && 'message' in response
+      ? response.message
+      : response;
   return { error: { status: error.getStatus(), message } };
 }

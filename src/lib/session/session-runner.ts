@@ -1,5 +1,12 @@
 import { HttpException, Injectable, Logger } from '@nestjs/common';
-import { isObservable, lastValueFrom, Observable, concatMap, takeUntil, fromEvent } from 'rxjs';
+import {
+  isObservable,
+  lastValueFrom,
+  Observable,
+  concatMap,
+  takeUntil,
+  fromEvent,
+} from 'rxjs';
 import { WebSocketServer } from 'ws';
 import { CloseCode, isSendableCloseCode } from '../context/close-code.enum';
 import { MessageParser, WebSocketContext } from '../context/websocket-context';
@@ -29,18 +36,27 @@ export class SessionRunner {
   constructor(private readonly sessions: WebSocketSessions) {}
 
   /** Completes the handshake and runs the handler until the session ends. */
-  async run(endpoint: SessionEndpoint, upgrade: PendingUpgrade, instance: object, args: unknown[]): Promise<void> {
+  async run(
+    endpoint: SessionEndpoint,
+    upgrade: PendingUpgrade,
+    instance: object,
+    args: unknown[],
+  ): Promise<void> {
     const ws = await upgrade.accept(endpoint.server);
     const { definition, parse } = endpoint;
     const context = new WebSocketContext(ws, upgrade.request, {
       closeTimeout: definition.options.closeTimeout,
       parse,
-      onRejectedMessage: (socket, error) => this.rejectMessage(definition, socket, error),
+      onRejectedMessage: (socket, error) =>
+        this.rejectMessage(definition, socket, error),
     });
     upgrade.context = context;
     this.sessions.track(context);
     try {
-      const result = definition.method.apply(instance, args.map((arg) => (arg === SOCKET_ARGUMENT ? context : arg)));
+      const result = definition.method.apply(
+        instance,
+        args.map((arg) => (arg === SOCKET_ARGUMENT ? context : arg)),
+      );
       await this.consume(await result, context);
     } catch (error) {
       if (!(error instanceof WebSocketDisconnect)) throw error;
@@ -49,36 +65,65 @@ export class SessionRunner {
   }
 
   /** Ends a session whose handler (or an interceptor around it) threw. */
-  async fail(definition: WsEndpointDefinition, context: WebSocketContext, error: unknown): Promise<void> {
+  async fail(
+    definition: WsEndpointDefinition,
+    context: WebSocketContext,
+    error: unknown,
+  ): Promise<void> {
     if (error instanceof WebSocketDisconnect) return;
     const close = closeForError(error);
-    const code = isSendableCloseCode(close.code) ? close.code : CloseCode.InternalError;
+    const code = isSendableCloseCode(close.code)
+      ? close.code
+      : CloseCode.InternalError;
     if (close.expected) {
-      this.logger.warn(`${definition.name} closed connection ${context.id} with ${code}: ${close.reason}`);
+      this.logger.warn(
+        `${definition.name} closed connection ${context.id} with ${code}: ${close.reason}`,
+      );
     } else {
-      this.logger.error(HANDLER_FAILED(definition.name), error instanceof Error ? error.stack : String(error));
+      this.logger.error(
+        HANDLER_FAILED(definition.name),
+        error instanceof Error ? error.stack : String(error),
+      );
     }
     if (context.state === 'open') await context.close(code, close.reason);
   }
 
-  private async consume(result: unknown, context: WebSocketContext): Promise<void> {
+  private async consume(
+    result: unknown,
+    context: WebSocketContext,
+  ): Promise<void> {
     if (isObservable(result)) {
       const closed = fromEvent(context.signal, 'abort');
-      await lastValueFrom((result as Observable<unknown>).pipe(takeUntil(closed), concatMap((value) => context.send(value))), {
-        defaultValue: undefined,
-      });
+      await lastValueFrom(
+        (result as Observable<unknown>).pipe(
+          takeUntil(closed),
+          concatMap((value) => context.send(value)),
+        ),
+        {
+          defaultValue: undefined,
+        },
+      );
     } else if (isAsyncIterable(result) && result !== context) {
       for await (const value of result) await context.send(value);
     }
   }
 
-  private async rejectMessage(definition: WsEndpointDefinition, context: WebSocketContext, error: unknown): Promise<void> {
+  private async rejectMessage(
+    definition: WsEndpointDefinition,
+    context: WebSocketContext,
+    error: unknown,
+  ): Promise<void> {
     if (!(error instanceof HttpException)) throw error;
     const frame = errorFrameFor(error);
-    this.logger.debug(`${definition.name} rejected a message on ${context.id}: ${JSON.stringify(frame.error.message)}`);
+    this.logger.debug(
+      `${definition.name} rejected a message on ${context.id}: ${JSON.stringify(frame.error.message)}`,
+    );
     if (definition.options.validation === 'close') {
       await context.close(CloseCode.InvalidPayload, 'Invalid message');
-      throw new WebSocketDisconnect(CloseCode.InvalidPayload, 'Invalid message');
+      throw new WebSocketDisconnect(
+        CloseCode.InvalidPayload,
+        'Invalid message',
+      );
     }
     await context.send(frame);
   }
@@ -88,5 +133,9 @@ export class SessionRunner {
 export const SOCKET_ARGUMENT: unique symbol = Symbol('ws-endpoints:socket');
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
-  return typeof (value as AsyncIterable<unknown> | undefined)?.[Symbol.asyncIterator] === 'function';
+  return (
+    typeof (value as AsyncIterable<unknown> | undefined)?.[
+      Symbol.asyncIterator
+    ] === 'function'
+  );
 }

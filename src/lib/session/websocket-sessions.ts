@@ -21,7 +21,9 @@ export class WebSocketSessions implements Iterable<WebSocketContext> {
 
   /** Closes every open session with `code` and resolves once all are closed. */
   async closeAll(code: number, reason: string): Promise<void> {
-    await Promise.all([...this.open].map((context) => context.close(code, reason)));
+    await Promise.all(
+      [...this.open].map((context) => context.close(code, reason)),
+    );
   }
 
   /** Tracks `context` until its connection closes. */

@@ -25,9 +25,13 @@ export interface RejectedUpgrade {
 
 /** The `ws://` URL of `path` on `target`. @publicApi */
 export function wsUrl(target: WsTarget, path: string): string {
-  if (typeof target === 'string') return `${target.replace(/^http/, 'ws').replace(/\/$/, '')}${path}`;
+  if (typeof target === 'string')
+    return `${target.replace(/^http/, 'ws').replace(/\/$/, '')}${path}`;
   const address = target.getHttpServer().address() as AddressInfo | null;
-  if (!address) throw new Error('The app is not listening: call `await app.listen(0)` before connecting.');
+  if (!address)
+    throw new Error(
+      'The app is not listening: call `await app.listen(0)` before connecting.',
+    );
   return `ws://127.0.0.1:${address.port}${path}`;
 }
 
@@ -37,7 +41,11 @@ export function wsUrl(target: WsTarget, path: string): string {
  * @example const client = await connectWs(app, '/chat/general', { headers: { authorization: 'Bearer t' } });
  * @publicApi
  */
-export async function connectWs(target: WsTarget, path: string, options: ConnectOptions = {}): Promise<WsTestClient> {
+export async function connectWs(
+  target: WsTarget,
+  path: string,
+  options: ConnectOptions = {},
+): Promise<WsTestClient> {
   const outcome = await handshake(target, path, options);
   if ('status' in outcome) {
     throw new Error(
@@ -61,17 +69,28 @@ export async function expectRejected(
   const outcome = await handshake(target, path, options);
   if (!('status' in outcome)) {
     await outcome.close();
-    throw new Error(`Expected the upgrade to ${path} to be refused with HTTP ${status}, but it was accepted.`);
+    throw new Error(
+      `Expected the upgrade to ${path} to be refused with HTTP ${status}, but it was accepted.`,
+    );
   }
   if (outcome.status !== status) {
-    throw new Error(`Expected HTTP ${status} for the upgrade to ${path}, got ${outcome.status}: ${JSON.stringify(outcome.body)}`);
+    throw new Error(
+      `Expected HTTP ${status} for the upgrade to ${path}, got ${outcome.status}: ${JSON.stringify(outcome.body)}`,
+    );
   }
   return outcome;
 }
 
-function handshake(target: WsTarget, path: string, options: ConnectOptions): Promise<WsTestClient | RejectedUpgrade> {
+function handshake(
+  target: WsTarget,
+  path: string,
+  options: ConnectOptions,
+): Promise<WsTestClient | RejectedUpgrade> {
   const { protocols, timeout = 5000, ...clientOptions } = options;
-  const ws = new WebSocket(wsUrl(target, path), protocols, { handshakeTimeout: timeout, ...clientOptions });
+  const ws = new WebSocket(wsUrl(target, path), protocols, {
+    handshakeTimeout: timeout,
+    ...clientOptions,
+  });
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(new WsTestClient(ws, timeout)));
     ws.once('error', reject);
@@ -88,7 +107,11 @@ function handshake(target: WsTarget, path: string, options: ConnectOptions): Pro
         }
         ws.on('error', () => undefined);
         ws.terminate();
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, body });
+        resolve({
+          status: response.statusCode ?? 0,
+          headers: response.headers,
+          body,
+        });
       });
     });
   });

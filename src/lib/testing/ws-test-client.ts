@@ -51,7 +51,8 @@ export class WsTestClient {
     this.closed = new Promise((resolve) =>
       ws.once('close', (code: number, reason: Buffer) => {
         this.closeEvent = { code, reason: reason.toString() };
-        for (const waiter of this.waiters.splice(0)) waiter.reject(this.closedError());
+        for (const waiter of this.waiters.splice(0))
+          waiter.reject(this.closedError());
         resolve(this.closeEvent);
       }),
     );
@@ -59,7 +60,12 @@ export class WsTestClient {
 
   /** Sends text, binary (Buffer), or anything else as JSON. */
   send(data: unknown): void {
-    const payload = typeof data === 'string' || Buffer.isBuffer(data) || ArrayBuffer.isView(data) ? data : JSON.stringify(data);
+    const payload =
+      typeof data === 'string' ||
+      Buffer.isBuffer(data) ||
+      ArrayBuffer.isView(data)
+        ? data
+        : JSON.stringify(data);
     this.ws.send(payload as string | Buffer);
   }
 
@@ -75,7 +81,9 @@ export class WsTestClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        reject(new Error(`No message from ${this.ws.url} within ${timeout} ms.`));
+        reject(
+          new Error(`No message from ${this.ws.url} within ${timeout} ms.`),
+        );
       }, timeout);
       const waiter: Waiter = {
         resolve: (message) => (clearTimeout(timer), resolve(message)),
@@ -91,18 +99,26 @@ export class WsTestClient {
     try {
       return JSON.parse(message.text) as T;
     } catch {
-      throw new Error(`Expected JSON from ${this.ws.url}, got: ${message.text.slice(0, 200)}`);
+      throw new Error(
+        `Expected JSON from ${this.ws.url}, got: ${message.text.slice(0, 200)}`,
+      );
     }
   }
 
   /** Closes the connection and resolves once it is closed. */
   close(code?: number, reason?: string): Promise<CloseEvent> {
-    if (this.ws.readyState === WebSocket.CONNECTING || this.ws.readyState === WebSocket.OPEN) this.ws.close(code, reason);
+    if (
+      this.ws.readyState === WebSocket.CONNECTING ||
+      this.ws.readyState === WebSocket.OPEN
+    )
+      this.ws.close(code, reason);
     return this.closed;
   }
 
   private closedError(): Error {
     const { code, reason } = this.closeEvent!;
-    return new Error(`The connection to ${this.ws.url} closed (${code}${reason ? ` ${reason}` : ''}) before a message arrived.`);
+    return new Error(
+      `The connection to ${this.ws.url} closed (${code}${reason ? ` ${reason}` : ''}) before a message arrived.`,
+    );
   }
 }

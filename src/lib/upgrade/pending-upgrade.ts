@@ -38,7 +38,11 @@ export class PendingUpgrade {
     }
     return new Promise((resolve, reject) => {
       // with a listener, ws leaves the answer to us, so that it goes through the app's exception filters
-      const onClientError = (error: Error, _socket: unknown, request: IncomingMessage) => {
+      const onClientError = (
+        error: Error,
+        _socket: unknown,
+        request: IncomingMessage,
+      ) => {
         if (request !== this.request) return;
         server.off('wsClientError', onClientError);
         reject(new BadRequestException(error.message));

@@ -5,7 +5,10 @@ import { match, MatchFunction } from 'path-to-regexp';
 import { NOT_FOUND } from '../messages';
 import { PendingUpgrade, pendingUpgrades } from './pending-upgrade';
 
-type RequestListener = (request: IncomingMessage, response: PendingUpgrade['response']) => void;
+type RequestListener = (
+  request: IncomingMessage,
+  response: PendingUpgrade['response'],
+) => void;
 
 /**
  * The one `upgrade` listener of the HTTP server that decides who gets an upgrade request: one
@@ -23,7 +26,8 @@ export class UpgradeDispatcher {
   /** Starts claiming upgrades for `paths`, handing each to `handle` (the HTTP app). */
   attach(server: Server, paths: string[], handle: RequestListener): void {
     this.routes = paths.map((path) => match(path, { decode: false }));
-    const originalEmit = server.emit;
+    const ownEmit = Object.getOwnPropertyDescriptor(server, 'emit');
+    const originalEmit = server.emit.bind(server);
     const notFound = (request: IncomingMessage, socket: Duplex) => {
       if (server.listenerCount('upgrade') === 1) this.notFound(request, socket);
     };
@@ -31,13 +35,19 @@ export class UpgradeDispatcher {
     server.on('upgrade', notFound);
     server.emit = ((event: string, ...args: unknown[]) => {
       if (event === 'upgrade' && this.claims(args[0] as IncomingMessage)) {
-        this.dispatch(args[0] as IncomingMessage, args[1] as Duplex, args[2] as Buffer, handle);
+        this.dispatch(
+          args[0] as IncomingMessage,
+          args[1] as Duplex,
+          args[2] as Buffer,
+          handle,
+        );
         return true;
       }
-      return originalEmit.apply(server, [event, ...args] as Parameters<Server['emit']>);
+      return originalEmit(event, ...args);
     }) as Server['emit'];
     this.detach = () => {
-      server.emit = originalEmit;
+      if (ownEmit) Object.defineProperty(server, 'emit', ownEmit);
+      else Reflect.deleteProperty(server, 'emit');
       server.off('upgrade', notFound);
     };
   }
@@ -53,8 +63,15 @@ export class UpgradeDispatcher {
     return this.routes.some((route) => route(path) !== false);
   }
 
-  private dispatch(request: IncomingMessage, socket: Duplex, head: Buffer, handle: RequestListener): void {
-    socket.on('error', (error) => this.logger.debug(`Upgrade socket error: ${error.message}`));
+  private dispatch(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    handle: RequestListener,
+  ): void {
+    socket.on('error', (error) =>
+      this.logger.debug(`Upgrade socket error: ${error.message}`),
+    );
     const upgrade = new PendingUpgrade(request, socket, head);
     pendingUpgrades.run(upgrade, () => handle(request, upgrade.response));
   }

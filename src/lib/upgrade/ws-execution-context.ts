@@ -10,7 +10,8 @@ export class WsExecutionContext extends RouterExecutionContext {
   override createHandleResponseFn() {
     // with interceptors the session runs when their Observable is subscribed to, and ends when it completes
     return async (result: unknown) => {
-      if (isObservable(result)) await lastValueFrom(result, { defaultValue: undefined });
+      if (isObservable(result))
+        await lastValueFrom(result, { defaultValue: undefined });
     };
   }
 }

@@ -1,4 +1,9 @@
-import { BadRequestException, HttpException, HttpServer, RequestMethod } from '@nestjs/common';
+import {
+  BadRequestException,
+  HttpException,
+  HttpServer,
+  RequestMethod,
+} from '@nestjs/common';
 import { ApplicationConfig, ModuleRef } from '@nestjs/core';
 import type { NestContainer } from '@nestjs/core/injector/container';
 import {
@@ -23,7 +28,11 @@ import { pendingUpgrades } from './pending-upgrade';
 import { WsExecutionContext } from './ws-execution-context';
 
 /** An HTTP route handler, as the HTTP adapter registers it. */
-export type RouteHandler = (request: IncomingMessage, response: ServerResponse, next?: Function) => Promise<void>;
+export type RouteHandler = (
+  request: IncomingMessage,
+  response: ServerResponse,
+  next?: Function,
+) => Promise<void>;
 
 /** 426 Upgrade Required, which `HttpStatus` does not name. */
 const UPGRADE_REQUIRED_STATUS = 426;
@@ -48,7 +57,9 @@ export class WsRouteFactory {
   ) {
     // ExternalContextCreator looks for the host among providers and so drops class-referenced
     // guards and pipes of controllers; the context creators are composed with the controller's own module instead.
-    this.container = (moduleRef as unknown as { container: NestContainer }).container;
+    this.container = (
+      moduleRef as unknown as { container: NestContainer }
+    ).container;
     this.pipes = new PipesContextCreator(this.container, config);
     this.executionContext = new WsExecutionContext(
       new RouteParamsFactory(config),
@@ -60,14 +71,22 @@ export class WsRouteFactory {
       new InterceptorsConsumer(),
       adapter,
     );
-    this.exceptionFilters = new RouterExceptionFilters(this.container, config, adapter);
+    this.exceptionFilters = new RouterExceptionFilters(
+      this.container,
+      config,
+      adapter,
+    );
   }
 
   create(definition: WsEndpointDefinition): RouteHandler {
     const { instance, method, methodName, moduleKey } = definition;
     const endpoint: SessionEndpoint = {
       definition,
-      server: new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: definition.options.maxPayload }),
+      server: new WebSocketServer({
+        noServer: true,
+        clientTracking: false,
+        maxPayload: definition.options.maxPayload,
+      }),
       parse: this.createParser(definition),
     };
     const runner = this.runner;
@@ -80,15 +99,28 @@ export class WsRouteFactory {
     for (const key of Reflect.getMetadataKeys(method)) {
       Reflect.defineMetadata(key, Reflect.getMetadata(key, method), callback);
     }
-    const execute = this.executionContext.create(instance, callback, methodName, moduleKey, RequestMethod.GET);
-    const exceptions = this.exceptionFilters.create(instance, callback, moduleKey);
+    const execute = this.executionContext.create(
+      instance,
+      callback,
+      methodName,
+      moduleKey,
+      RequestMethod.GET,
+    );
+    const exceptions = this.exceptionFilters.create(
+      instance,
+      callback,
+      moduleKey,
+    );
 
     return async (request, response, next) => {
       const upgrade = pendingUpgrades.getStore();
       try {
         if (!upgrade) {
           response.setHeader('Upgrade', 'websocket');
-          throw new HttpException(UPGRADE_REQUIRED(request.url ?? '/'), UPGRADE_REQUIRED_STATUS);
+          throw new HttpException(
+            UPGRADE_REQUIRED(request.url ?? '/'),
+            UPGRADE_REQUIRED_STATUS,
+          );
         }
         await execute(request, response, next as Function);
       } catch (error) {
@@ -97,13 +129,20 @@ export class WsRouteFactory {
         } else if (error instanceof WebSocketDisconnect) {
           upgrade?.socket.destroy();
         } else {
-          exceptions.next(error as Error, new ExecutionContextHost([request, response, next]));
+          exceptions.next(
+            error as Error,
+            new ExecutionContextHost([request, response, next]),
+          );
         }
       }
     };
   }
 
-  private createParser({ instance, method, moduleKey }: WsEndpointDefinition): MessageParser {
+  private createParser({
+    instance,
+    method,
+    moduleKey,
+  }: WsEndpointDefinition): MessageParser {
     const pipes = this.pipes.create(instance, method, moduleKey);
     return (message, metatype) => {
       let value: unknown;
@@ -112,7 +151,11 @@ export class WsRouteFactory {
       } catch {
         return Promise.reject(new BadRequestException(INVALID_JSON));
       }
-      return this.pipesConsumer.applyPipes(value, { type: 'body', metatype, data: undefined }, pipes);
+      return this.pipesConsumer.applyPipes(
+        value,
+        { type: 'body', metatype, data: undefined },
+        pipes,
+      );
     };
   }
 }
