@@ -82,6 +82,12 @@ class InspectGuard implements CanActivate {
   }
 }
 
+class BrokenGuard implements CanActivate {
+  canActivate(): boolean {
+    throw new Error('token store unreachable');
+  }
+}
+
 const Tag = (tag: string) => SetMetadata('tag', tag);
 
 /** A global guard (APP_GUARD) that reads the handler's metadata through the Reflector. */
@@ -144,6 +150,10 @@ class OpenController {
   @Ws('teapot')
   @UseGuards(TeapotGuard)
   async teapot() {}
+
+  @Ws('broken')
+  @UseGuards(BrokenGuard)
+  async broken() {}
 
   @Ws('blocked')
   @Tag('blocked')
@@ -232,6 +242,11 @@ describe('guards on the upgrade request', () => {
         controller: 'OpenController',
       },
     });
+  });
+
+  it('answers 500 without details when a guard throws an unexpected error', async () => {
+    const { body } = await expectRejected(app, '/open/broken', 500);
+    expect(body).toEqual({ statusCode: 500, message: 'Internal server error' });
   });
 
   it('runs an APP_GUARD that reads the handler metadata through the Reflector', async () => {

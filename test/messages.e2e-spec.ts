@@ -7,6 +7,7 @@ import {
   UsePipes,
   ValidationPipe,
 } from '@nestjs/common';
+import { APP_PIPE } from '@nestjs/core';
 import { IsInt, IsNotEmpty, IsOptional, IsString, Min } from 'class-validator';
 import {
   Socket,
@@ -140,6 +141,10 @@ describe('per-message pipes: receive(Dto) and messages(Dto)', () => {
       { text: 'hi', admin: true },
       ['property admin should not exist'],
     ],
+    ['JSON null', 'null', expect.anything()],
+    ['a JSON number', '42', expect.anything()],
+    ['a JSON array', '[{"text":"hi"}]', expect.anything()],
+    ['a binary frame of garbage', Buffer.from([0xff, 0x00]), 'Invalid JSON'],
   ])(
     'answers %s with an error frame and skips the message',
     async (_case, payload, message) => {
@@ -183,5 +188,19 @@ describe('per-message pipes: receive(Dto) and messages(Dto)', () => {
     const client = await connectWs(app, '/stamped');
     client.send({ room: 'a' });
     expect(await client.nextJson()).toEqual({ room: 'a', stamped: 'JoinDto' });
+  });
+});
+
+describe('per-message pipes registered with APP_PIPE', () => {
+  it('runs an APP_PIPE on each message', async () => {
+    const { app } = await startApp({
+      imports: [WsEndpointsModule.forRoot({})],
+      controllers: [ChatController],
+      providers: [{ provide: APP_PIPE, useValue: new ValidationPipe() }],
+    });
+    const client = await connectWs(app, '/chat/global');
+    client.send({ priority: 0 });
+    expect(await client.nextJson()).toMatchObject({ error: { status: 400 } });
+    await app.close();
   });
 });

@@ -146,15 +146,31 @@ describe('routing', () => {
       expect(JSON.parse(response.body)).toMatchObject({ statusCode: 426 });
     });
 
-    it('answers 400 to an upgrade without a valid Sec-WebSocket-Key', async () => {
+    it.each([
+      [
+        'no Sec-WebSocket-Key',
+        { 'Sec-WebSocket-Key': null },
+        'Sec-WebSocket-Key',
+      ],
+      [
+        'a malformed Sec-WebSocket-Key',
+        { 'Sec-WebSocket-Key': 'short' },
+        'Sec-WebSocket-Key',
+      ],
+      [
+        'an unsupported version',
+        { 'Sec-WebSocket-Version': '99' },
+        'Sec-WebSocket-Version',
+      ],
+    ])('answers 400 to an upgrade with %s', async (_case, headers, named) => {
       const response = await rawRequest(
         app,
-        upgradeRequest('/api/v1/echo', { 'Sec-WebSocket-Key': null }),
+        upgradeRequest('/api/v1/echo', headers),
       );
       expect(response.status).toBe(400);
       expect(JSON.parse(response.body)).toMatchObject({
         statusCode: 400,
-        message: expect.stringContaining('Sec-WebSocket-Key'),
+        message: expect.stringContaining(named),
       });
     });
   });
