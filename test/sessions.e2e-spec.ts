@@ -263,9 +263,7 @@ describe('sessions', () => {
       await client.next();
       client.ws.terminate();
       expect(await seen.midSend.promise).toBeInstanceOf(WebSocketDisconnect);
-      await Promise.all(
-        [...app.get(WebSocketSessions)].map((session) => session.closed),
-      );
+      await app.get(WebSocketSessions).settled();
       expect(logs.lines.filter((line) => line.level === 'error').length).toBe(
         errorsBefore,
       );
@@ -287,7 +285,7 @@ describe('sessions', () => {
         if (i % 2) client.ws.terminate();
         else await client.close();
       }
-      await Promise.all([...sessions].map((session) => session.closed));
+      await sessions.settled();
       expect(sessions.size).toBe(0);
     });
   });

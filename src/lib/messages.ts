@@ -34,3 +34,13 @@ export const HANDLER_FAILED = (endpoint: string) =>
 
 export const MISSING_HTTP_SERVER =
   'WsEndpointsModule found no HTTP server: @Ws endpoints need an HTTP application (NestFactory.create), not a standalone context or microservice.';
+
+export const SLOW_CONSUMER = 'Slow consumer';
+
+export const NO_COMMON_PROTOCOL = (offered: string[], supported: string[]) =>
+  `None of the offered subprotocols (${offered.join(', ')}) is supported; this endpoint speaks ${
+    supported.length ? supported.join(', ') : 'no subprotocol'
+  }.`;
+
+export const ORIGIN_REFUSED = (origin: string, path: string, rule: string) =>
+  `Refused a WebSocket upgrade to ${path} from origin ${origin} (${rule}). To allow it, add it to allowedOrigins in WsEndpointsModule.forRoot() or @Ws(path, { allowedOrigins }).`;

@@ -1,10 +1,14 @@
 import {
   BeforeApplicationShutdown,
+  Inject,
   Logger,
   Module,
+  OnApplicationShutdown,
   OnModuleInit,
 } from '@nestjs/common';
 import { CloseCode } from './context/close-code.enum';
+import type { WsEndpointsModuleOptions } from './interfaces/ws-endpoint-options.interface';
+import { DEFAULT_SHUTDOWN_TIMEOUT } from './ws-endpoints.defaults';
 import {
   ApplicationConfig,
   DiscoveryModule,
@@ -22,7 +26,10 @@ import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
 import { UpgradeDispatcher } from './upgrade/upgrade-dispatcher';
 import { WsRouteFactory } from './upgrade/ws-route-factory';
-import { ConfigurableModuleClass } from './ws-endpoints.module-definition';
+import {
+  ConfigurableModuleClass,
+  WS_ENDPOINTS_OPTIONS,
+} from './ws-endpoints.module-definition';
 
 /**
  * Serves the `@Ws` methods of the application's controllers.
@@ -44,7 +51,7 @@ import { ConfigurableModuleClass } from './ws-endpoints.module-definition';
 })
 export class WsEndpointsModule
   extends ConfigurableModuleClass
-  implements OnModuleInit, BeforeApplicationShutdown
+  implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown
 {
   private readonly logger = new Logger(WsEndpointsModule.name);
 
@@ -56,6 +63,8 @@ export class WsEndpointsModule
     private readonly runner: SessionRunner,
     private readonly dispatcher: UpgradeDispatcher,
     private readonly sessions: WebSocketSessions,
+    @Inject(WS_ENDPOINTS_OPTIONS)
+    private readonly options: WsEndpointsModuleOptions,
   ) {
     super();
   }
@@ -85,14 +94,26 @@ export class WsEndpointsModule
       >();
     this.dispatcher.attach(
       server,
-      endpoints.flatMap((endpoint) => endpoint.paths),
+      endpoints.flatMap(({ paths, options }) =>
+        paths.map((path) => ({ path, allowedOrigins: options.allowedOrigins })),
+      ),
       (request, response) => app(request, response),
     );
   }
 
-  /** Stops taking upgrades and closes every session with 1001, before the HTTP server closes. */
+  /**
+   * Before the HTTP server closes: new upgrades get 503, every session is closed with 1001 and its
+   * signal aborted, and handlers are awaited up to `shutdownTimeout` before the rest are dropped.
+   */
   async beforeApplicationShutdown(): Promise<void> {
+    await this.sessions.drain(
+      CloseCode.GoingAway,
+      SHUTTING_DOWN,
+      this.options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT,
+    );
+  }
+
+  onApplicationShutdown(): void {
     this.dispatcher.dispose();
-    await this.sessions.closeAll(CloseCode.GoingAway, SHUTTING_DOWN);
   }
 }

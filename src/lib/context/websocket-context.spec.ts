@@ -2,21 +2,19 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
-import {
-  MessageParser,
-  RejectedMessageHandler,
-  WebSocketContext,
-} from './websocket-context';
+import { ContextSettings, WebSocketContext } from './websocket-context';
 
 /** A real ws server and client on loopback; the server side wrapped in a WebSocketContext. */
 async function pair(
-  settings: {
-    closeTimeout?: number;
-    parse?: MessageParser;
-    onRejectedMessage?: RejectedMessageHandler;
-  } = {},
+  settings: Partial<ContextSettings> & { closeTimeout?: number } = {},
 ) {
-  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  const { closeTimeout = 5000, ...contextSettings } = settings;
+  // @types/ws does not know closeTimeout (ws ≥ 8.19) yet
+  const server = new WebSocketServer({
+    port: 0,
+    host: '127.0.0.1',
+    ...({ closeTimeout } as object),
+  });
   await once(server, 'listening');
   const client = new WebSocket(
     `ws://127.0.0.1:${(server.address() as AddressInfo).port}/path?x=1`,
@@ -24,9 +22,13 @@ async function pair(
   const [ws, request] = await once(server, 'connection');
   await once(client, 'open');
   const context = new WebSocketContext(ws, request, {
-    closeTimeout: settings.closeTimeout ?? 5000,
-    parse: settings.parse ?? (async (message) => message.json()),
-    onRejectedMessage: settings.onRejectedMessage ?? (async () => undefined),
+    parse: async (message) => message.json(),
+    onRejectedMessage: async () => undefined,
+    inboundQueue: 64,
+    sendHighWaterMark: 1024 * 1024,
+    sendTimeout: 10_000,
+    heartbeat: false,
+    ...contextSettings,
   });
   return { server, client, context };
 }

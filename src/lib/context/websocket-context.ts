@@ -4,9 +4,11 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { types } from 'node:util';
 import WebSocket from 'ws';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
-import { SOCKET_CLOSED } from '../messages';
+import type { HeartbeatOptions } from '../interfaces/ws-endpoint-options.interface';
+import { SLOW_CONSUMER, SOCKET_CLOSED } from '../messages';
 import { CloseCode } from './close-code.enum';
 import { assertValidClose } from './close-frame';
+import { Heartbeat } from './heartbeat';
 import { WebSocketMessage } from './websocket-message';
 
 /** Options of `receive()`. @publicApi */
@@ -38,6 +40,19 @@ export type RejectedMessageHandler = (
   error: unknown,
 ) => Promise<void>;
 
+/** Flow control and checks of one connection, from the endpoint's options. */
+export interface ContextSettings {
+  parse: MessageParser;
+  onRejectedMessage: RejectedMessageHandler;
+  /** Unread messages above which reading pauses. */
+  inboundQueue: number;
+  /** Buffered bytes above which `send()` waits for the socket to drain. */
+  sendHighWaterMark: number;
+  /** ms `send()` waits for a drain before the peer is closed with 1013. */
+  sendTimeout: number;
+  heartbeat: HeartbeatOptions | false;
+}
+
 /** A request as the HTTP platform leaves it after routing and guards. */
 export type UpgradeRequest = IncomingMessage & {
   params?: Record<string, string>;
@@ -52,7 +67,7 @@ interface Waiter {
 
 /**
  * One accepted WebSocket connection, as the handler sees it: the handshake's data, an ordered
- * `receive()`, a `send()` that resolves once the frame is handed to the socket, and `close()`.
+ * `receive()`, a `send()` with backpressure, and `close()`.
  *
  * @example
  * for await (const message of socket) await socket.send(`echo: ${message.text}`);
@@ -77,18 +92,14 @@ export class WebSocketContext<
   private readonly waiters: Waiter[] = [];
   private readonly abortController = new AbortController();
   private readonly closedPromise: Promise<void>;
-  private closeTimer?: NodeJS.Timeout;
+  private drained?: Promise<void>;
   private disconnect?: WebSocketDisconnect;
 
   constructor(
     private readonly ws: WebSocket,
     /** The HTTP upgrade request. */
     readonly request: UpgradeRequest,
-    private readonly settings: {
-      closeTimeout: number;
-      parse: MessageParser;
-      onRejectedMessage: RejectedMessageHandler;
-    },
+    private readonly settings: ContextSettings,
   ) {
     this.params = request.params ?? {};
     this.query = request.query ?? {};
@@ -106,6 +117,9 @@ export class WebSocketContext<
         resolve();
       }),
     );
+    if (settings.heartbeat) {
+      new Heartbeat(ws, settings.heartbeat, () => ws.isPaused);
+    }
   }
 
   /** The upgrade request's headers. */
@@ -134,7 +148,7 @@ export class WebSocketContext<
     return this.disconnect?.reason;
   }
 
-  /** Aborted when the connection ends; pass it to whatever the handler awaits. */
+  /** Aborted when the connection ends, or starts to end; pass it to whatever the handler awaits. */
   get signal(): AbortSignal {
     return this.abortController.signal;
   }
@@ -189,29 +203,29 @@ export class WebSocketContext<
 
   /**
    * Sends a message: a string as text, a Buffer, ArrayBuffer or typed array as binary, anything
-   * else as JSON text. Resolves once the frame is handed to the socket.
+   * else as JSON text. Resolves once the frame is handed to the socket; while more than
+   * `sendHighWaterMark` bytes wait for the peer, it first waits for them to drain, and a peer
+   * that does not read for `sendTimeout` is closed with 1013.
    * @throws WebSocketDisconnect when the socket is closing or closed
    * @example await socket.send({ type: 'welcome', id: socket.id });
    */
-  send(data: unknown, options: SendOptions = {}): Promise<void> {
-    if (this.ws.readyState !== WebSocket.OPEN) {
-      return Promise.reject(this.closedError('send'));
-    }
+  async send(data: unknown, options: SendOptions = {}): Promise<void> {
     const binary = ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data);
     const payload =
       typeof data === 'string' || binary ? data : JSON.stringify(data);
     if (payload === undefined) {
-      return Promise.reject(
-        new TypeError(`Cannot send ${String(data)}: it has no JSON form.`),
-      );
+      throw new TypeError(`Cannot send ${String(data)}: it has no JSON form.`);
     }
-    return new Promise((resolve, reject) =>
-      this.ws.send(
-        payload as string | Buffer,
-        { binary, fin: options.fin ?? true },
-        (error) => (error ? reject(this.closedError('send')) : resolve()),
-      ),
-    );
+    if (this.ws.bufferedAmount > this.settings.sendHighWaterMark) {
+      await this.whenDrained();
+    }
+    if (this.ws.readyState !== WebSocket.OPEN || this.signal.aborted) {
+      throw this.closedError('send');
+    }
+    this.ws.send(payload as string | Buffer, {
+      binary,
+      fin: options.fin ?? true,
+    });
   }
 
   /**
@@ -224,13 +238,7 @@ export class WebSocketContext<
    */
   async close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
     assertValidClose(code, reason);
-    if (this.ws.readyState === WebSocket.OPEN) {
-      this.ws.close(code, reason);
-      this.closeTimer = setTimeout(
-        () => this.ws.terminate(),
-        this.settings.closeTimeout,
-      );
-    }
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(code, reason);
     return this.closedPromise;
   }
 
@@ -239,20 +247,25 @@ export class WebSocketContext<
     this.ws.terminate();
   }
 
+  /**
+   * Starts closing with `code` and aborts `signal` at once, without waiting for the peer.
+   * @internal for the shutdown and the slow-consumer check
+   */
+  end(code: number, reason: string): void {
+    this.abortController.abort(new WebSocketDisconnect(code, reason));
+    void this.close(code, reason);
+  }
+
   private next(options: ReceiveOptions = {}): Promise<WebSocketMessage> {
     const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
+    if (queued) {
+      if (this.ws.isPaused && this.queue.length < this.settings.inboundQueue) {
+        this.ws.resume();
+      }
+      return Promise.resolve(queued);
+    }
     if (this.disconnect) return Promise.reject(this.closedError('receive'));
-    const signals = [
-      options.signal,
-      options.timeout !== undefined
-        ? AbortSignal.timeout(options.timeout)
-        : undefined,
-    ];
-    const signal =
-      signals[0] && signals[1]
-        ? AbortSignal.any(signals as AbortSignal[])
-        : (signals[0] ?? signals[1]);
+    const signal = combineSignals(options);
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       if (!signal) return this.waiters.push({ resolve, reject });
@@ -283,27 +296,63 @@ export class WebSocketContext<
 
   private push(message: WebSocketMessage): void {
     const waiter = this.waiters.shift();
-    if (waiter) waiter.resolve(message);
-    else this.queue.push(message);
+    if (waiter) return waiter.resolve(message);
+    this.queue.push(message);
+    // stop reading: the peer's TCP window fills and it slows down until the handler catches up
+    if (this.queue.length >= this.settings.inboundQueue) this.ws.pause();
+  }
+
+  /** One wait for the socket to drain, shared by every pending `send()`. */
+  private whenDrained(): Promise<void> {
+    this.drained ??= new Promise<void>((resolve, reject) => {
+      const socket = this.request.socket;
+      const done = () => {
+        clearTimeout(timer);
+        socket.off('drain', onDrain);
+        this.signal.removeEventListener('abort', onAbort);
+        this.drained = undefined;
+      };
+      const onDrain = () => (done(), resolve());
+      const onAbort = () => (done(), reject(this.closedError('send')));
+      const timer = setTimeout(() => {
+        onAbort();
+        this.end(CloseCode.TryAgainLater, SLOW_CONSUMER);
+      }, this.settings.sendTimeout);
+      socket.once('drain', onDrain);
+      this.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    return this.drained;
   }
 
   private onClose(code: number, reason: string): void {
-    clearTimeout(this.closeTimer);
     this.disconnect = new WebSocketDisconnect(code, reason);
     this.abortController.abort(this.disconnect);
-    for (const waiter of this.waiters.splice(0))
+    for (const waiter of this.waiters.splice(0)) {
       waiter.reject(this.closedError('receive'));
+    }
   }
 
   private closedError(action: string): WebSocketDisconnect {
-    const code = this.disconnect?.code;
-    const message = this.disconnect
-      ? SOCKET_CLOSED(action, code)
+    const ended =
+      this.disconnect ??
+      (this.signal.reason as WebSocketDisconnect | undefined);
+    const message = ended
+      ? SOCKET_CLOSED(action, ended.code)
       : `Cannot ${action}: the socket is closing.`;
     return new WebSocketDisconnect(
-      code ?? CloseCode.Abnormal,
-      this.disconnect?.reason ?? '',
+      ended?.code ?? CloseCode.Abnormal,
+      ended?.reason ?? '',
       message,
     );
   }
+}
+
+function combineSignals({
+  signal,
+  timeout,
+}: ReceiveOptions): AbortSignal | undefined {
+  const timer =
+    timeout === undefined ? undefined : AbortSignal.timeout(timeout);
+  if (signal && timer) return AbortSignal.any([signal, timer]);
+  return signal ?? timer;
 }

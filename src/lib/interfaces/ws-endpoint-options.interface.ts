@@ -1,8 +1,38 @@
+import type { IncomingMessage } from 'node:http';
+import type { PerMessageDeflateOptions } from 'ws';
+
 /**
  * What happens when a message handed to `receive(Dto)` / `messages(Dto)` is not valid JSON or
  * fails the pipes: `'reply'` sends an error frame and skips the message, `'close'` closes with 1007.
  */
 export type ValidationPolicy = 'reply' | 'close';
+
+/** Ping/pong dead-peer detection. @publicApi */
+export interface HeartbeatOptions {
+  /**
+   * ms between pings.
+   * @default 30000
+   */
+  interval: number;
+  /**
+   * ms to wait for the pong before the connection is dropped.
+   * @default 10000
+   */
+  timeout: number;
+}
+
+/**
+ * Which `Origin` headers may open a connection: `'same-host'` (the Origin's host must equal the
+ * Host header when an Origin is sent), `'*'` (any), a list of origins, a RegExp, or a function.
+ * Requests without an `Origin` header (non-browser clients) always pass.
+ * @publicApi
+ */
+export type AllowedOrigins =
+  | 'same-host'
+  | '*'
+  | string[]
+  | RegExp
+  | ((origin: string, request: IncomingMessage) => boolean);
 
 /**
  * Options of one WebSocket endpoint. Given to `WsEndpointsModule.forRoot()` they are the defaults of
@@ -19,19 +49,74 @@ export interface WsEndpointOptions {
    */
   maxPayload?: number;
   /**
+   * Most fragments one message may arrive in; more close the connection with 1008.
+   * @default 16384
+   */
+  maxFragments?: number;
+  /**
    * What to do with a message that is not valid JSON or fails validation in `receive(Dto)`.
    * @default 'reply'
    */
   validation?: ValidationPolicy;
   /**
-   * How long `close()` waits for the peer to answer the close frame before it drops the connection, in ms.
+   * How long a peer has to answer our close frame before the connection is dropped, in ms.
    * @default 5000
    */
   closeTimeout?: number;
+  /**
+   * Ping/pong dead-peer detection, or `false` to turn it off.
+   * @default { interval: 30000, timeout: 10000 }
+   */
+  heartbeat?: HeartbeatOptions | false;
+  /**
+   * Most unread messages queued per connection; above it the server stops reading the socket
+   * (TCP backpressure) until the handler catches up.
+   * @default 64
+   */
+  inboundQueue?: number;
+  /**
+   * Bytes buffered for the peer above which `send()` waits for the socket to drain.
+   * @default 1048576 (1 MiB)
+   */
+  sendHighWaterMark?: number;
+  /**
+   * ms a `send()` may wait for a peer that does not read before it is closed with 1013.
+   * @default 10000
+   */
+  sendTimeout?: number;
+  /**
+   * Which `Origin` headers may connect; others get HTTP 403.
+   * @default 'same-host'
+   */
+  allowedOrigins?: AllowedOrigins;
+  /**
+   * Subprotocols the endpoint speaks, preferred first. The first of them that the client offers is
+   * selected and echoed; with none configured, no subprotocol is ever selected.
+   * @default []
+   */
+  protocols?: string[];
+  /**
+   * Refuse (HTTP 400) a client that offers subprotocols, none of which is in `protocols`; when
+   * `false` it is accepted without a subprotocol.
+   * @default true
+   */
+  rejectUnknownProtocols?: boolean;
+  /**
+   * permessage-deflate compression, `true` or the `ws` options; negotiated with clients that offer it.
+   * @default false
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
-/** Options of `WsEndpointsModule.forRoot()`: the defaults of every endpoint. @publicApi */
-export type WsEndpointsModuleOptions = WsEndpointOptions;
+/** Options of `WsEndpointsModule.forRoot()`: the defaults of every endpoint, and the shutdown. @publicApi */
+export interface WsEndpointsModuleOptions extends WsEndpointOptions {
+  /**
+   * ms that `app.close()` waits for handlers to finish after their sessions were closed with 1001;
+   * then the remaining connections are dropped.
+   * @default 10000
+   */
+  shutdownTimeout?: number;
+}
 
 /** `WsEndpointOptions` with every default filled in. */
 export type ResolvedWsEndpointOptions = Required<WsEndpointOptions>;

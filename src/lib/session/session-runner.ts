@@ -1,18 +1,24 @@
-import { HttpException, Injectable, Logger } from '@nestjs/common';
 import {
+  BadRequestException,
+  HttpException,
+  Injectable,
+  Logger,
+  ServiceUnavailableException,
+} from '@nestjs/common';
+import {
+  concatMap,
+  fromEvent,
   isObservable,
   lastValueFrom,
   Observable,
-  concatMap,
   takeUntil,
-  fromEvent,
 } from 'rxjs';
 import { WebSocketServer } from 'ws';
 import { CloseCode, isSendableCloseCode } from '../context/close-code.enum';
 import { MessageParser, WebSocketContext } from '../context/websocket-context';
 import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
-import { HANDLER_FAILED } from '../messages';
+import { HANDLER_FAILED, NO_COMMON_PROTOCOL, SHUTTING_DOWN } from '../messages';
 import type { PendingUpgrade } from '../upgrade/pending-upgrade';
 import { closeForError, errorFrameFor } from './close-for-error';
 import { WebSocketSessions } from './websocket-sessions';
@@ -42,26 +48,27 @@ export class SessionRunner {
     instance: object,
     args: unknown[],
   ): Promise<void> {
-    const ws = await upgrade.accept(endpoint.server);
     const { definition, parse } = endpoint;
+    const { options } = definition;
+    if (this.sessions.isDraining) {
+      throw new ServiceUnavailableException(SHUTTING_DOWN);
+    }
+    assertProtocolOffered(
+      upgrade,
+      options.protocols,
+      options.rejectUnknownProtocols,
+    );
+    const ws = await upgrade.accept(endpoint.server);
     const context = new WebSocketContext(ws, upgrade.request, {
-      closeTimeout: definition.options.closeTimeout,
+      ...options,
       parse,
       onRejectedMessage: (socket, error) =>
         this.rejectMessage(definition, socket, error),
     });
     upgrade.context = context;
-    this.sessions.track(context);
-    try {
-      const result = definition.method.apply(
-        instance,
-        args.map((arg) => (arg === SOCKET_ARGUMENT ? context : arg)),
-      );
-      await this.consume(await result, context);
-    } catch (error) {
-      if (!(error instanceof WebSocketDisconnect)) throw error;
-    }
-    if (context.state === 'open') await context.close(CloseCode.Normal);
+    const done = this.runHandler(definition, context, instance, args);
+    this.sessions.track(context, done);
+    return done;
   }
 
   /** Ends a session whose handler (or an interceptor around it) threw. */
@@ -88,6 +95,24 @@ export class SessionRunner {
     if (context.state === 'open') await context.close(code, close.reason);
   }
 
+  private async runHandler(
+    definition: WsEndpointDefinition,
+    context: WebSocketContext,
+    instance: object,
+    args: unknown[],
+  ): Promise<void> {
+    try {
+      const result = definition.method.apply(
+        instance,
+        args.map((arg) => (arg === SOCKET_ARGUMENT ? context : arg)),
+      );
+      await this.consume(await result, context);
+    } catch (error) {
+      if (!(error instanceof WebSocketDisconnect)) throw error;
+    }
+    if (context.state === 'open') await context.close(CloseCode.Normal);
+  }
+
   private async consume(
     result: unknown,
     context: WebSocketContext,
@@ -99,9 +124,7 @@ export class SessionRunner {
           takeUntil(closed),
           concatMap((value) => context.send(value)),
         ),
-        {
-          defaultValue: undefined,
-        },
+        { defaultValue: undefined },
       );
     } else if (isAsyncIterable(result) && result !== context) {
       for await (const value of result) await context.send(value);
@@ -131,6 +154,30 @@ export class SessionRunner {
 
 /** What `@Socket()` resolves to in the HTTP pipeline; the runner puts the context in its place. */
 export const SOCKET_ARGUMENT: unique symbol = Symbol('ws-endpoints:socket');
+
+/** The subprotocols a client offers, in its order. */
+function offeredProtocols(upgrade: PendingUpgrade): string[] {
+  const header = upgrade.request.headers['sec-websocket-protocol'] ?? '';
+  return header
+    .split(',')
+    .map((protocol) => protocol.trim())
+    .filter(Boolean);
+}
+
+function assertProtocolOffered(
+  upgrade: PendingUpgrade,
+  supported: string[],
+  rejectUnknown: boolean,
+): void {
+  const offered = offeredProtocols(upgrade);
+  if (
+    rejectUnknown &&
+    offered.length &&
+    !supported.some((p) => offered.includes(p))
+  ) {
+    throw new BadRequestException(NO_COMMON_PROTOCOL(offered, supported));
+  }
+}
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
   return (

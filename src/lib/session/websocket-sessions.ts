@@ -8,27 +8,50 @@ import type { WebSocketContext } from '../context/websocket-context';
  */
 @Injectable()
 export class WebSocketSessions implements Iterable<WebSocketContext> {
-  private readonly open = new Set<WebSocketContext>();
+  private readonly open = new Map<WebSocketContext, Promise<void>>();
+  private draining = false;
 
   /** How many sessions are open now. */
   get size(): number {
     return this.open.size;
   }
 
+  /** Whether the application is shutting down and takes no new sessions. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
   [Symbol.iterator](): Iterator<WebSocketContext> {
-    return this.open.values();
+    return this.open.keys();
   }
 
-  /** Closes every open session with `code` and resolves once all are closed. */
-  async closeAll(code: number, reason: string): Promise<void> {
-    await Promise.all(
-      [...this.open].map((context) => context.close(code, reason)),
+  /** Tracks `context` until its connection has closed and its handler has settled (`done`). */
+  track(context: WebSocketContext, done: Promise<unknown>): void {
+    const ended = Promise.allSettled([context.closed, done]).then(() => {
+      this.open.delete(context);
+    });
+    this.open.set(context, ended);
+  }
+
+  /** Resolves once every session open now has closed and its handler has settled. */
+  async settled(): Promise<void> {
+    await Promise.all(this.open.values());
+  }
+
+  /**
+   * Takes no new sessions, ends every open one with `code` (their signals abort at once), waits
+   * for their handlers up to `timeout` ms, then drops the connections that remain.
+   */
+  async drain(code: number, reason: string, timeout: number): Promise<void> {
+    this.draining = true;
+    for (const context of this.open.keys()) context.end(code, reason);
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<void>(
+      (resolve) => (timer = setTimeout(resolve, timeout)),
     );
-  }
-
-  /** Tracks `context` until its connection closes. */
-  track(context: WebSocketContext): void {
-    this.open.add(context);
-    void context.closed.then(() => this.open.delete(context));
+    await Promise.race([Promise.all(this.open.values()), expired]);
+    clearTimeout(timer);
+    for (const context of this.open.keys()) context.terminate();
+    await Promise.all([...this.open.keys()].map((context) => context.closed));
   }
 }

@@ -2,13 +2,27 @@ import { Injectable, Logger } from '@nestjs/common';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { match, MatchFunction } from 'path-to-regexp';
-import { NOT_FOUND } from '../messages';
+import type { AllowedOrigins } from '../interfaces/ws-endpoint-options.interface';
+import { NOT_FOUND, ORIGIN_REFUSED, SHUTTING_DOWN } from '../messages';
+import { WebSocketSessions } from '../session/websocket-sessions';
+import { refuseOrigin } from './origin-policy';
 import { PendingUpgrade, pendingUpgrades } from './pending-upgrade';
 
 type RequestListener = (
   request: IncomingMessage,
   response: PendingUpgrade['response'],
 ) => void;
+
+/** A path the dispatcher claims, with what it checks before the HTTP pipeline. */
+export interface ClaimedRoute {
+  path: string;
+  allowedOrigins: AllowedOrigins;
+}
+
+interface CompiledRoute {
+  matches: MatchFunction<object>;
+  allowedOrigins: AllowedOrigins;
+}
 
 /**
  * The one `upgrade` listener of the HTTP server that decides who gets an upgrade request: one
@@ -20,22 +34,37 @@ type RequestListener = (
 @Injectable()
 export class UpgradeDispatcher {
   private readonly logger = new Logger(UpgradeDispatcher.name);
-  private routes: MatchFunction<object>[] = [];
+  private routes: CompiledRoute[] = [];
   private detach?: () => void;
 
-  /** Starts claiming upgrades for `paths`, handing each to `handle` (the HTTP app). */
-  attach(server: Server, paths: string[], handle: RequestListener): void {
-    this.routes = paths.map((path) => match(path, { decode: false }));
+  constructor(private readonly sessions: WebSocketSessions) {}
+
+  /** Starts claiming upgrades for `routes`, handing each to `handle` (the HTTP app). */
+  attach(
+    server: Server,
+    routes: ClaimedRoute[],
+    handle: RequestListener,
+  ): void {
+    this.routes = routes.map(({ path, allowedOrigins }) => ({
+      matches: match(path, { decode: false }),
+      allowedOrigins,
+    }));
     const ownEmit = Object.getOwnPropertyDescriptor(server, 'emit');
     const originalEmit = server.emit.bind(server);
     const notFound = (request: IncomingMessage, socket: Duplex) => {
-      if (server.listenerCount('upgrade') === 1) this.notFound(request, socket);
+      if (server.listenerCount('upgrade') === 1) {
+        const message = NOT_FOUND(request.method ?? 'GET', request.url ?? '/');
+        answer(socket, 404, 'Not Found', message);
+      }
     };
     // A listener must exist, or Node treats upgrade requests as plain requests.
     server.on('upgrade', notFound);
     server.emit = ((event: string, ...args: unknown[]) => {
-      if (event === 'upgrade' && this.claims(args[0] as IncomingMessage)) {
+      const route =
+        event === 'upgrade' && this.find(args[0] as IncomingMessage);
+      if (route) {
         this.dispatch(
+          route,
           args[0] as IncomingMessage,
           args[1] as Duplex,
           args[2] as Buffer,
@@ -58,12 +87,13 @@ export class UpgradeDispatcher {
     this.detach = undefined;
   }
 
-  private claims(request: IncomingMessage): boolean {
+  private find(request: IncomingMessage): CompiledRoute | undefined {
     const path = (request.url ?? '/').split('?', 1)[0];
-    return this.routes.some((route) => route(path) !== false);
+    return this.routes.find((route) => route.matches(path) !== false);
   }
 
   private dispatch(
+    route: CompiledRoute,
     request: IncomingMessage,
     socket: Duplex,
     head: Buffer,
@@ -72,20 +102,32 @@ export class UpgradeDispatcher {
     socket.on('error', (error) =>
       this.logger.debug(`Upgrade socket error: ${error.message}`),
     );
+    if (this.sessions.isDraining) {
+      return answer(socket, 503, 'Service Unavailable', SHUTTING_DOWN);
+    }
+    const refusal = refuseOrigin(route.allowedOrigins, request);
+    if (refusal) {
+      this.logger.warn(
+        ORIGIN_REFUSED(request.headers.origin!, request.url ?? '/', refusal),
+      );
+      return answer(socket, 403, 'Forbidden', 'Origin not allowed');
+    }
     const upgrade = new PendingUpgrade(request, socket, head);
     pendingUpgrades.run(upgrade, () => handle(request, upgrade.response));
   }
+}
 
-  private notFound(request: IncomingMessage, socket: Duplex): void {
-    const body = JSON.stringify({
-      message: NOT_FOUND(request.method ?? 'GET', request.url ?? '/'),
-      error: 'Not Found',
-      statusCode: 404,
-    });
-    socket.on('error', () => undefined);
-    socket.end(
-      `HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  }
+/** Writes an HTTP error in Nest's JSON shape to a raw socket and closes it. */
+function answer(
+  socket: Duplex,
+  status: number,
+  error: string,
+  message: string,
+): void {
+  const body = JSON.stringify({ message, error, statusCode: status });
+  socket.on('error', () => undefined);
+  socket.end(
+    `HTTP/1.1 ${status} ${error}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 }

@@ -21,6 +21,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { MessageParser } from '../context/websocket-context';
 import { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
+import type { ResolvedWsEndpointOptions } from '../interfaces/ws-endpoint-options.interface';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import { INVALID_JSON, UPGRADE_REQUIRED } from '../messages';
 import { SessionEndpoint, SessionRunner } from '../session/session-runner';
@@ -82,11 +83,7 @@ export class WsRouteFactory {
     const { instance, method, methodName, moduleKey } = definition;
     const endpoint: SessionEndpoint = {
       definition,
-      server: new WebSocketServer({
-        noServer: true,
-        clientTracking: false,
-        maxPayload: definition.options.maxPayload,
-      }),
+      server: createServer(definition.options),
       parse: this.createParser(definition),
     };
     const runner = this.runner;
@@ -158,4 +155,27 @@ export class WsRouteFactory {
       );
     };
   }
+}
+
+/** The `ws` server that completes an endpoint's handshakes. */
+function createServer(options: ResolvedWsEndpointOptions): WebSocketServer {
+  const {
+    maxPayload,
+    maxFragments,
+    closeTimeout,
+    perMessageDeflate,
+    protocols,
+  } = options;
+  return new WebSocketServer({
+    // @types/ws does not know closeTimeout (ws ≥ 8.19) yet
+    ...({ closeTimeout } as object),
+    noServer: true,
+    clientTracking: false,
+    maxPayload,
+    maxFragments,
+    perMessageDeflate,
+    // the first protocol the endpoint prefers among those offered; never one it does not speak
+    handleProtocols: (offered) =>
+      protocols.find((protocol) => offered.has(protocol)) ?? false,
+  });
 }
