@@ -11,17 +11,23 @@ export interface RawResponse {
 
 /**
  * Sends `request` (a raw HTTP request head, for handshakes a real client would not send) and
- * resolves with the answer once the server closes the connection.
+ * resolves with the answer once the server closes the connection, or, with `closeAfterHead`,
+ * once the response head has arrived (for a 101, after which the socket stays open).
  */
 export function rawRequest(
   app: INestApplication,
   request: string,
+  { closeAfterHead = false } = {},
 ): Promise<RawResponse> {
   const { port } = app.getHttpServer().address() as AddressInfo;
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => socket.write(request));
     const chunks: Buffer[] = [];
-    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('data', (chunk) => {
+      chunks.push(chunk);
+      if (closeAfterHead && Buffer.concat(chunks).includes('\r\n\r\n'))
+        socket.destroy();
+    });
     socket.on('error', reject);
     socket.on('close', () =>
       resolve(parse(Buffer.concat(chunks).toString('utf8'))),
