@@ -1,9 +1,12 @@
+import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module';
 
 async function bootstrap() {
   const app = await NestFactory.create(AppModule);
+  // SIGTERM / SIGINT close every WebSocket session with 1001 before the process exits
   app.enableShutdownHooks();
   await app.listen(process.env.PORT ?? 3000);
+  new Logger('Example').log(`Echo client on ${await app.getUrl()}`);
 }
 void bootstrap();
