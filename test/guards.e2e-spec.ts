@@ -12,8 +12,8 @@ import {
   UnauthorizedException,
   UseGuards,
 } from '@nestjs/common';
-import { APP_GUARD, Reflector } from '@nestjs/core';
-import type { Request, Response } from 'express';
+import { APP_GUARD, HttpAdapterHost, Reflector } from '@nestjs/core';
+import type { Request } from 'express';
 import {
   Socket,
   WebSocketContext,
@@ -21,7 +21,7 @@ import {
   WsEndpointsModule,
 } from 'nestjs-ws-endpoints';
 import { connectWs, expectRejected } from 'nestjs-ws-endpoints/testing';
-import { startApp } from './utils/test-app';
+import { platforms, startApp } from './utils/test-app';
 
 @Injectable()
 class TokenService {
@@ -113,12 +113,15 @@ class HeaderGuard implements CanActivate {
 
 @Catch(UnauthorizedException)
 class UnauthorizedFilter implements ExceptionFilter {
+  constructor(private readonly adapterHost: HttpAdapterHost) {}
+
   catch(exception: UnauthorizedException, host: ArgumentsHost) {
-    host
-      .switchToHttp()
-      .getResponse<Response>()
-      .status(401)
-      .json({ filtered: true, message: exception.message });
+    const response = host.switchToHttp().getResponse<unknown>();
+    this.adapterHost.httpAdapter.reply(
+      response,
+      { filtered: true, message: exception.message },
+      401,
+    );
   }
 }
 
@@ -169,7 +172,7 @@ const bearer = (token: string) => ({
   headers: { authorization: `Bearer ${token}` },
 });
 
-describe('guards on the upgrade request', () => {
+describe.each(platforms)('guards on the upgrade request, on %s', (platform) => {
   let app: INestApplication;
 
   beforeAll(async () => {
@@ -180,6 +183,7 @@ describe('guards on the upgrade request', () => {
         providers: [TokenService, { provide: APP_GUARD, useClass: TagGuard }],
       },
       (app) => app.useGlobalGuards(new HeaderGuard()),
+      platform,
     ));
   });
 
@@ -266,21 +270,28 @@ describe('guards on the upgrade request', () => {
   });
 });
 
-describe("the app's HTTP exception filters", () => {
-  let app: INestApplication;
+describe.each(platforms)(
+  "the app's HTTP exception filters, on %s",
+  (platform) => {
+    let app: INestApplication;
 
-  afterEach(() => app.close());
+    afterEach(() => app.close());
 
-  it('shape the answer to a refused upgrade', async () => {
-    ({ app } = await startApp(
-      {
-        imports: [WsEndpointsModule.forRoot({})],
-        controllers: [SecureController],
-        providers: [TokenService],
-      },
-      (app) => app.useGlobalFilters(new UnauthorizedFilter()),
-    ));
-    const { body } = await expectRejected(app, '/secure', 401);
-    expect(body).toEqual({ filtered: true, message: 'Missing token' });
-  });
-});
+    it('shape the answer to a refused upgrade', async () => {
+      ({ app } = await startApp(
+        {
+          imports: [WsEndpointsModule.forRoot({})],
+          controllers: [SecureController],
+          providers: [TokenService],
+        },
+        (app) =>
+          app.useGlobalFilters(
+            new UnauthorizedFilter(app.get(HttpAdapterHost)),
+          ),
+        platform,
+      ));
+      const { body } = await expectRejected(app, '/secure', 401);
+      expect(body).toEqual({ filtered: true, message: 'Missing token' });
+    });
+  },
+);

@@ -18,12 +18,12 @@ import {
   WsEndpointsModule,
 } from 'nestjs-ws-endpoints';
 import { connectWs, expectRejected } from 'nestjs-ws-endpoints/testing';
-import { startApp } from './utils/test-app';
+import { platforms, startApp } from './utils/test-app';
 
 const ClientName = createParamDecorator(
   (prefix: string, context: ExecutionContext) => {
     const request = context.switchToHttp().getRequest<Request>();
-    return `${prefix}${request.get('x-client') ?? 'anonymous'}`;
+    return `${prefix}${String(request.headers['x-client'] ?? 'anonymous')}`;
   },
 );
 
@@ -50,47 +50,55 @@ class ItemsController {
       url: request.url,
       ip,
       client,
-      sameRequest: request === socket.request,
+      sameRequest:
+        ((request as { raw?: unknown }).raw ?? request) === socket.request,
     });
   }
 }
 
-describe('param decorators on a @Ws handler', () => {
-  let app: INestApplication;
+describe.each(platforms)(
+  'param decorators on a @Ws handler, on %s',
+  (platform) => {
+    let app: INestApplication;
 
-  beforeAll(async () => {
-    ({ app } = await startApp({
-      imports: [WsEndpointsModule.forRoot({})],
-      controllers: [ItemsController],
-    }));
-  });
-
-  afterAll(() => app.close());
-
-  it('resolves @Param (through ParseIntPipe), @Query, @Headers, @Req, @Ip and custom decorators from the upgrade request', async () => {
-    const client = await connectWs(app, '/items/42?q=blue', {
-      headers: { 'x-client': 'jest' },
+    beforeAll(async () => {
+      ({ app } = await startApp(
+        {
+          imports: [WsEndpointsModule.forRoot({})],
+          controllers: [ItemsController],
+        },
+        undefined,
+        platform,
+      ));
     });
-    expect(await client.nextJson()).toEqual({
-      id: 42,
-      idType: 'number',
-      q: 'blue',
-      header: 'jest',
-      url: '/items/42?q=blue',
-      ip: '127.0.0.1',
-      client: 'client:jest',
-      sameRequest: true,
-    });
-  });
 
-  it("answers 400 with Nest's body when a param pipe fails, before any socket exists", async () => {
-    const before = calls;
-    const { body } = await expectRejected(app, '/items/abc', 400);
-    expect(body).toEqual({
-      statusCode: 400,
-      message: 'Validation failed (numeric string is expected)',
-      error: 'Bad Request',
+    afterAll(() => app.close());
+
+    it('resolves @Param (through ParseIntPipe), @Query, @Headers, @Req, @Ip and custom decorators from the upgrade request', async () => {
+      const client = await connectWs(app, '/items/42?q=blue', {
+        headers: { 'x-client': 'jest' },
+      });
+      expect(await client.nextJson()).toEqual({
+        id: 42,
+        idType: 'number',
+        q: 'blue',
+        header: 'jest',
+        url: '/items/42?q=blue',
+        ip: '127.0.0.1',
+        client: 'client:jest',
+        sameRequest: true,
+      });
     });
-    expect(calls).toBe(before);
-  });
-});
+
+    it("answers 400 with Nest's body when a param pipe fails, before any socket exists", async () => {
+      const before = calls;
+      const { body } = await expectRejected(app, '/items/abc', 400);
+      expect(body).toEqual({
+        statusCode: 400,
+        message: 'Validation failed (numeric string is expected)',
+        error: 'Bad Request',
+      });
+      expect(calls).toBe(before);
+    });
+  },
+);

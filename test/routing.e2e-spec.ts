@@ -21,7 +21,7 @@ import {
 } from 'nestjs-ws-endpoints';
 import { connectWs, expectRejected } from 'nestjs-ws-endpoints/testing';
 import { rawRequest, upgradeRequest } from './utils/raw-http';
-import { startApp } from './utils/test-app';
+import { platforms, startApp } from './utils/test-app';
 
 @Controller('echo')
 class EchoController {
@@ -66,7 +66,7 @@ class PingGateway {
   }
 }
 
-describe('routing', () => {
+describe.each(platforms)('routing on %s', (platform) => {
   let app: INestApplication;
 
   afterEach(() => app?.close());
@@ -89,6 +89,7 @@ describe('routing', () => {
             defaultVersion: '1',
           });
         },
+        platform,
       ));
     });
 
@@ -182,10 +183,14 @@ describe('routing', () => {
       async clash() {}
     }
     await expect(
-      startApp({
-        imports: [WsEndpointsModule.forRoot({})],
-        controllers: [EchoController, OtherEchoController],
-      }),
+      startApp(
+        {
+          imports: [WsEndpointsModule.forRoot({})],
+          controllers: [EchoController, OtherEchoController],
+        },
+        undefined,
+        platform,
+      ),
     ).rejects.toThrow(
       'WebSocket path "/echo/rooms/:room/users/:user" is declared by both EchoController.room and OtherEchoController.clash.',
     );
@@ -199,6 +204,7 @@ describe('routing', () => {
         providers: [PingGateway],
       },
       (app) => app.useWebSocketAdapter(new WsAdapter(app)),
+      platform,
     ));
     const gateway = await connectWs(app, '/gateway');
     gateway.send({ event: 'ping', data: 7 });

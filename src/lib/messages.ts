@@ -29,6 +29,9 @@ export const INVALID_JSON = 'Invalid JSON';
 
 export const SHUTTING_DOWN = 'Server shutting down';
 
+export const FILTER_FAILED = (endpoint: string) =>
+  `An exception filter failed on an error of WebSocket handler ${endpoint}; after the upgrade it sees host.getType() === 'ws'`;
+
 export const HANDLER_FAILED = (endpoint: string) =>
   `WebSocket handler ${endpoint} failed`;
 
@@ -44,3 +47,6 @@ export const NO_COMMON_PROTOCOL = (offered: string[], supported: string[]) =>
 
 export const ORIGIN_REFUSED = (origin: string, path: string, rule: string) =>
   `Refused a WebSocket upgrade to ${path} from origin ${origin} (${rule}). To allow it, add it to allowedOrigins in WsEndpointsModule.forRoot() or @Ws(path, { allowedOrigins }).`;
+
+export const UNSUPPORTED_PLATFORM = (adapter: string) =>
+  `WsEndpointsModule cannot route upgrade requests through ${adapter}: use @nestjs/platform-express or @nestjs/platform-fastify.`;

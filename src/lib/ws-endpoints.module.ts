@@ -15,7 +15,6 @@ import {
   HttpAdapterHost,
   ModuleRef,
 } from '@nestjs/core';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WsEndpointExplorer } from './discovery/ws-endpoint-explorer';
 import {
   ENDPOINT_MAPPED,
@@ -24,6 +23,7 @@ import {
 } from './messages';
 import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
+import { platformHandler } from './upgrade/platform-handler';
 import { UpgradeDispatcher } from './upgrade/upgrade-dispatcher';
 import { WsRouteFactory } from './upgrade/ws-route-factory';
 import {
@@ -88,16 +88,13 @@ export class WsEndpointsModule
         this.logger.log(ENDPOINT_MAPPED(path, endpoint.name));
       }
     }
-    const app =
-      adapter.getInstance<
-        (request: IncomingMessage, response: ServerResponse) => void
-      >();
+    const handle = platformHandler(adapter);
     this.dispatcher.attach(
       server,
       endpoints.flatMap(({ paths, options }) =>
         paths.map((path) => ({ path, allowedOrigins: options.allowedOrigins })),
       ),
-      (request, response) => app(request, response),
+      handle,
     );
   }
 

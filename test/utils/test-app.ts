@@ -3,6 +3,7 @@ import {
   LoggerService,
   ModuleMetadata,
 } from '@nestjs/common';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 
 /** Every line an app logged, by level. */
@@ -44,6 +45,10 @@ export class CapturedLogs implements LoggerService {
   }
 }
 
+/** The HTTP platforms that platform-sensitive suites run on, with `describe.each(platforms)`. */
+export const platforms = ['express', 'fastify'] as const;
+export type Platform = (typeof platforms)[number];
+
 export interface TestApp {
   app: INestApplication;
   logs: CapturedLogs;
@@ -56,10 +61,14 @@ export interface TestApp {
 export async function startApp(
   metadata: ModuleMetadata,
   setup: (app: INestApplication) => void = () => undefined,
+  platform: Platform = 'express',
 ): Promise<TestApp> {
   const moduleRef = await Test.createTestingModule(metadata).compile();
   const logs = new CapturedLogs();
-  const app = moduleRef.createNestApplication({ logger: logs });
+  const app =
+    platform === 'fastify'
+      ? moduleRef.createNestApplication(new FastifyAdapter(), { logger: logs })
+      : moduleRef.createNestApplication({ logger: logs });
   setup(app);
   await app.listen(0, '127.0.0.1');
   return { app, logs };

@@ -100,10 +100,12 @@ export class WebSocketContext<
     /** The HTTP upgrade request. */
     readonly request: UpgradeRequest,
     private readonly settings: ContextSettings,
+    /** The request as the HTTP platform routed it, when it wraps the upgrade request (Fastify). */
+    routed: UpgradeRequest = request,
   ) {
-    this.params = request.params ?? {};
-    this.query = request.query ?? {};
-    this.user = request.user as TUser;
+    this.params = routed.params ?? {};
+    this.query = routed.query ?? {};
+    this.user = routed.user as TUser;
     ws.on('message', (data: Buffer, isBinary: boolean) =>
       this.push(new WebSocketMessage(data, isBinary ? 'binary' : 'text')),
     );

@@ -1,4 +1,5 @@
 import {
+  ArgumentsHost,
   BadRequestException,
   HttpException,
   Injectable,
@@ -18,7 +19,14 @@ import { CloseCode, isSendableCloseCode } from '../context/close-code.enum';
 import { MessageParser, WebSocketContext } from '../context/websocket-context';
 import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
-import { HANDLER_FAILED, NO_COMMON_PROTOCOL, SHUTTING_DOWN } from '../messages';
+import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
+import { selectExceptionFilterMetadata } from '@nestjs/common/internal';
+import {
+  FILTER_FAILED,
+  HANDLER_FAILED,
+  NO_COMMON_PROTOCOL,
+  SHUTTING_DOWN,
+} from '../messages';
 import type { PendingUpgrade } from '../upgrade/pending-upgrade';
 import { closeForError, errorFrameFor } from './close-for-error';
 import { WebSocketSessions } from './websocket-sessions';
@@ -59,30 +67,43 @@ export class SessionRunner {
       options.rejectUnknownProtocols,
     );
     const ws = await upgrade.accept(endpoint.server);
-    const context = new WebSocketContext(ws, upgrade.request, {
-      ...options,
-      parse,
-      onRejectedMessage: (socket, error) =>
-        this.rejectMessage(definition, socket, error),
-    });
+    const context = new WebSocketContext(
+      ws,
+      upgrade.request,
+      {
+        ...options,
+        parse,
+        onRejectedMessage: (socket, error) =>
+          this.rejectMessage(definition, socket, error),
+      },
+      upgrade.routed,
+    );
     upgrade.context = context;
     const done = this.runHandler(definition, context, instance, args);
     this.sessions.track(context, done);
     return done;
   }
 
-  /** Ends a session whose handler (or an interceptor around it) threw. */
+  /**
+   * Ends a session whose handler (or an interceptor around it) threw. An exception filter bound
+   * to the endpoint that catches the error runs first, with a `'ws'` host whose client is the
+   * context: it may close with a code of its own; a socket it leaves open gets the default code.
+   */
   async fail(
     definition: WsEndpointDefinition,
     context: WebSocketContext,
     error: unknown,
+    filters: ExceptionFilterMetadata[],
+    host: ArgumentsHost,
   ): Promise<void> {
     if (error instanceof WebSocketDisconnect) return;
     const close = closeForError(error);
     const code = isSendableCloseCode(close.code)
       ? close.code
       : CloseCode.InternalError;
-    if (close.expected) {
+    if (await this.filtered(definition, error, filters, host)) {
+      // the filter answered, and logged what it meant to
+    } else if (close.expected) {
       this.logger.warn(
         `${definition.name} closed connection ${context.id} with ${code}: ${close.reason}`,
       );
@@ -93,6 +114,26 @@ export class SessionRunner {
       );
     }
     if (context.state === 'open') await context.close(code, close.reason);
+  }
+
+  private async filtered(
+    definition: WsEndpointDefinition,
+    error: unknown,
+    filters: ExceptionFilterMetadata[],
+    host: ArgumentsHost,
+  ): Promise<boolean> {
+    const filter = selectExceptionFilterMetadata(filters, error);
+    if (!filter) return false;
+    try {
+      await filter.func(error, host);
+      return true;
+    } catch (filterError) {
+      this.logger.error(
+        FILTER_FAILED(definition.name),
+        filterError instanceof Error ? filterError.stack : String(filterError),
+      );
+      return false;
+    }
   }
 
   private async runHandler(

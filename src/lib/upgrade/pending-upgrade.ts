@@ -4,7 +4,7 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import { CloseCode } from '../context/close-code.enum';
-import type { WebSocketContext } from '../context/websocket-context';
+import type { UpgradeRequest, WebSocketContext } from '../context/websocket-context';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 
 /**
@@ -14,6 +14,11 @@ import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 export class PendingUpgrade {
   /** The session's context, once the handshake is complete. */
   context?: WebSocketContext;
+  /**
+   * The request as the HTTP platform routed it (Express's request is the upgrade request itself,
+   * Fastify's wraps it): where guards leave `user` and the router `params` and `query`.
+   */
+  routed?: UpgradeRequest;
   readonly response: ServerResponse;
 
   constructor(

@@ -3,6 +3,7 @@ import {
   HttpException,
   HttpServer,
   RequestMethod,
+  Type,
 } from '@nestjs/common';
 import { ApplicationConfig, ModuleRef } from '@nestjs/core';
 import type { NestContainer } from '@nestjs/core/injector/container';
@@ -17,9 +18,9 @@ import {
 } from '@nestjs/core/internal';
 import { RouteParamsFactory } from '@nestjs/core/router/route-params-factory';
 import { RouterExceptionFilters } from '@nestjs/core/router/router-exception-filters';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
 import { WebSocketServer } from 'ws';
-import { MessageParser } from '../context/websocket-context';
+import { MessageParser, UpgradeRequest } from '../context/websocket-context';
 import { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import type { ResolvedWsEndpointOptions } from '../interfaces/ws-endpoint-options.interface';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
@@ -30,10 +31,10 @@ import { WsExecutionContext } from './ws-execution-context';
 
 /** An HTTP route handler, as the HTTP adapter registers it. */
 export type RouteHandler = (
-  request: IncomingMessage,
-  response: ServerResponse,
+  request: UpgradeRequest,
+  response: unknown,
   next?: Function,
-) => Promise<void>;
+) => void;
 
 /** 426 Upgrade Required, which `HttpStatus` does not name. */
 const UPGRADE_REQUIRED_STATUS = 426;
@@ -53,7 +54,7 @@ export class WsRouteFactory {
   constructor(
     moduleRef: ModuleRef,
     config: ApplicationConfig,
-    adapter: HttpServer,
+    private readonly adapter: HttpServer,
     private readonly runner: SessionRunner,
   ) {
     // ExternalContextCreator looks for the host among providers and so drops class-referenced
@@ -109,30 +110,36 @@ export class WsRouteFactory {
       moduleKey,
     );
 
-    return async (request, response, next) => {
+    // the filters of the route, for errors after the upgrade, where they see a 'ws' host
+    const filters = (exceptions as unknown as { filters: ExceptionFilterMetadata[] }).filters;
+
+    const route = async (request: UpgradeRequest, response: unknown, next?: Function) => {
       const upgrade = pendingUpgrades.getStore();
       try {
         if (!upgrade) {
-          response.setHeader('Upgrade', 'websocket');
+          this.adapter.setHeader(response, 'Upgrade', 'websocket');
           throw new HttpException(
             UPGRADE_REQUIRED(request.url ?? '/'),
             UPGRADE_REQUIRED_STATUS,
           );
         }
+        upgrade.routed = request;
         await execute(request, response, next as Function);
       } catch (error) {
         if (upgrade?.context) {
-          await this.runner.fail(definition, upgrade.context, error);
+          const host = new ExecutionContextHost([upgrade.context, undefined], instance.constructor as Type, callback);
+          host.setType('ws');
+          await this.runner.fail(definition, upgrade.context, error, filters, host);
         } else if (error instanceof WebSocketDisconnect) {
           upgrade?.socket.destroy();
         } else {
-          exceptions.next(
-            error as Error,
-            new ExecutionContextHost([request, response, next]),
-          );
+          exceptions.next(error as Error, new ExecutionContextHost([request, response, next]));
         }
       }
     };
+    // Nothing is returned to the platform: Fastify would answer a settled handler with an HTTP
+    // response, and the route catches all it throws.
+    return (request, response, next) => void route(request, response, next);
   }
 
   private createParser({
