@@ -1,10 +1,18 @@
 import { Module } from '@nestjs/common';
+import { ConfigModule, ConfigService } from '@nestjs/config';
 import { WsEndpointsModule } from 'nestjs-ws-endpoints';
 import { PageController } from './example/page.controller';
 import { SocketController } from './example/socket.controller';
+import { wsSettings } from './example/ws-settings';
 
 @Module({
-  imports: [WsEndpointsModule.forRoot({})],
+  imports: [
+    ConfigModule.forRoot({ isGlobal: true }),
+    WsEndpointsModule.forRootAsync({
+      inject: [ConfigService],
+      useFactory: wsSettings,
+    }),
+  ],
   controllers: [PageController, SocketController],
 })
 export class AppModule {}

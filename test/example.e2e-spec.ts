@@ -1,6 +1,6 @@
 import { INestApplication } from '@nestjs/common';
 import type { AddressInfo } from 'node:net';
-import { connectWs } from 'nestjs-ws-endpoints/testing';
+import { connectWs, expectRejected } from 'nestjs-ws-endpoints/testing';
 import { AppModule } from '../src/app.module';
 import { startApp } from './utils/test-app';
 
@@ -33,5 +33,45 @@ describe('the example application', () => {
     const html = await response.text();
     expect(html).toContain('/socket/handle');
     expect(html).toContain("log('connection')");
+  });
+});
+
+describe('the example application settings (@nestjs/config + forRootAsync)', () => {
+  const saved = { ...process.env };
+  afterEach(() => {
+    process.env = { ...saved };
+  });
+
+  it('takes WS_MAX_PAYLOAD from the environment', async () => {
+    process.env.WS_MAX_PAYLOAD = '16';
+    const { app } = await startApp({ imports: [AppModule] });
+    const client = await connectWs(app, '/socket/handle');
+    client.send('x'.repeat(16));
+    expect((await client.next()).text).toMatch(/^Your message: x{16} at /);
+    client.send('x'.repeat(17));
+    expect((await client.closed).code).toBe(1009);
+    await app.close();
+  });
+
+  it('takes WS_ALLOWED_ORIGINS from the environment', async () => {
+    process.env.WS_ALLOWED_ORIGINS =
+      'https://app.example, https://admin.example';
+    const { app } = await startApp({ imports: [AppModule] });
+    await (
+      await connectWs(app, '/socket/handle', {
+        origin: 'https://admin.example',
+      })
+    ).close();
+    await expectRejected(app, '/socket/handle', 403, {
+      origin: 'https://evil.example',
+    });
+    await app.close();
+  });
+
+  it('refuses to start with a setting that is not a number, naming it', async () => {
+    process.env.WS_HEARTBEAT_INTERVAL = 'soon';
+    await expect(startApp({ imports: [AppModule] })).rejects.toThrow(
+      'WS_HEARTBEAT_INTERVAL must be a non-negative number, got "soon".',
+    );
   });
 });
