@@ -1,5 +1,6 @@
 import {
   Controller,
+  Get,
   INestApplication,
   Module,
   Param,
@@ -213,5 +214,126 @@ describe.each(platforms)('routing on %s', (platform) => {
     const ours = await connectWs(app, '/echo');
     expect((await ours.next()).text).toBe('root');
     await gateway.close();
+  });
+});
+
+@Controller('orders')
+class OrdersController {
+  @Get(':id')
+  order(@Param('id') id: string) {
+    return { order: id };
+  }
+
+  @Ws('live')
+  async live(@Socket() socket: WebSocketContext) {
+    await socket.send('live');
+  }
+}
+
+@Controller()
+class SpaController {
+  @Get('*path')
+  fallback() {
+    return 'spa';
+  }
+}
+
+const plainGet = (path: string) =>
+  `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
+
+describe.each(platforms)(
+  '@Ws routes next to HTTP routes that match the same path, on %s',
+  (platform) => {
+    let app: INestApplication;
+
+    beforeAll(async () => {
+      ({ app } = await startApp(
+        {
+          imports: [WsEndpointsModule.forRoot({})],
+          controllers: [OrdersController],
+        },
+        undefined,
+        platform,
+      ));
+    });
+
+    afterAll(() => app?.close());
+
+    it('routes an upgrade to the @Ws method, not to a @Get(":id") declared before it', async () => {
+      const client = await connectWs(app, '/orders/live');
+      expect((await client.next()).text).toBe('live');
+    });
+
+    it('leaves the HTTP route its requests, and answers a plain GET on the ws path 426', async () => {
+      expect(
+        JSON.parse((await rawRequest(app, plainGet('/orders/42'))).body),
+      ).toEqual({ order: '42' });
+      expect((await rawRequest(app, plainGet('/orders/live'))).status).toBe(
+        426,
+      );
+    });
+  },
+);
+
+describe('@Ws routes next to an Express catch-all (an SPA fallback) declared first', () => {
+  it('still get their upgrades, while the catch-all serves everything else', async () => {
+    const { app } = await startApp({
+      imports: [WsEndpointsModule.forRoot({})],
+      controllers: [SpaController, OrdersController],
+    });
+    const client = await connectWs(app, '/orders/live');
+    expect((await client.next()).text).toBe('live');
+    expect((await rawRequest(app, plainGet('/somewhere'))).body).toBe('spa');
+    await app.close();
+  });
+});
+
+describe('invalid options', () => {
+  it.each([
+    [
+      { inboundQueue: 0 },
+      'Invalid WebSocket option inboundQueue of Bad.handler: expected a whole number of messages ≥ 1, got 0.',
+    ],
+    [
+      { maxPayload: -5 },
+      'Invalid WebSocket option maxPayload of Bad.handler: expected a whole number of bytes ≥ 1, got -5.',
+    ],
+    [
+      { heartbeat: { interval: 0, timeout: 5 } },
+      'Invalid WebSocket option heartbeat of Bad.handler',
+    ],
+    [
+      { validation: 'ignore' as never },
+      "expected 'reply' or 'close', got \"ignore\".",
+    ],
+    [
+      { allowedOrigins: 'localhost' as never },
+      'Invalid WebSocket option allowedOrigins of Bad.handler',
+    ],
+  ])(
+    'fails at bootstrap on %j, naming the endpoint and the option',
+    async (options, message) => {
+      @Controller()
+      class Bad {
+        @Ws('bad', options)
+        async handler() {}
+      }
+      await expect(
+        startApp({
+          imports: [WsEndpointsModule.forRoot({})],
+          controllers: [Bad],
+        }),
+      ).rejects.toThrow(message);
+    },
+  );
+
+  it('fails at bootstrap on a module option', async () => {
+    await expect(
+      startApp({
+        imports: [WsEndpointsModule.forRoot({ shutdownTimeout: -1 })],
+      }),
+    ).rejects.toThrow(
+      'Invalid WebSocket option shutdownTimeout of WsEndpointsModule',
+    );
   });
 });

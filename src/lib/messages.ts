@@ -50,3 +50,15 @@ export const ORIGIN_REFUSED = (origin: string, path: string, rule: string) =>
 
 export const UNSUPPORTED_PLATFORM = (adapter: string) =>
   `WsEndpointsModule cannot route upgrade requests through ${adapter}: use @nestjs/platform-express or @nestjs/platform-fastify.`;
+
+export const INVALID_OPTION = (
+  where: string,
+  name: string,
+  expected: string,
+  value: unknown,
+) =>
+  `Invalid WebSocket option ${name} of ${where}: expected ${expected}, got ${
+    typeof value === 'function'
+      ? 'a function'
+      : (JSON.stringify(value) ?? String(value))
+  }.`;

@@ -1,3 +1,4 @@
+import { INVALID_OPTION } from './messages';
 import type {
   ResolvedWsEndpointOptions,
   WsEndpointOptions,
@@ -42,4 +43,76 @@ function withoutUndefined<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(
     Object.entries(options).filter(([, value]) => value !== undefined),
   ) as Partial<T>;
+}
+
+type Check = [name: string, valid: (value: never) => boolean, expected: string];
+
+const isCount = (value: number) => Number.isInteger(value) && value >= 1;
+const isDuration = (value: number) => Number.isFinite(value) && value >= 0;
+
+const CHECKS: Check[] = [
+  ['maxPayload', isCount, 'a whole number of bytes ≥ 1'],
+  ['maxFragments', isCount, 'a whole number ≥ 1'],
+  ['inboundQueue', isCount, 'a whole number of messages ≥ 1'],
+  ['sendHighWaterMark', isDuration, 'a number of bytes ≥ 0'],
+  ['sendTimeout', isDuration, 'a number of ms ≥ 0'],
+  ['closeTimeout', isDuration, 'a number of ms ≥ 0'],
+  [
+    'validation',
+    (value: string) => value === 'reply' || value === 'close',
+    "'reply' or 'close'",
+  ],
+  [
+    'heartbeat',
+    (value: ResolvedWsEndpointOptions['heartbeat']) =>
+      value === false || (isCount(value?.interval) && isCount(value?.timeout)),
+    'false, or { interval, timeout } in whole ms ≥ 1',
+  ],
+  [
+    'protocols',
+    (value: unknown) =>
+      Array.isArray(value) &&
+      value.every((p) => typeof p === 'string' && p !== ''),
+    'an array of subprotocol names',
+  ],
+  [
+    'allowedOrigins',
+    (value: unknown) =>
+      value === 'same-host' ||
+      value === '*' ||
+      value instanceof RegExp ||
+      typeof value === 'function' ||
+      (Array.isArray(value) &&
+        value.every((origin) => typeof origin === 'string')),
+    "'same-host', '*', a list of origins, a RegExp or a function",
+  ],
+];
+
+/**
+ * Fails at bootstrap on an option that would misbehave at the first connection.
+ * @throws Error naming the endpoint, the option, what it takes and what it got
+ */
+export function assertValidOptions(
+  options: ResolvedWsEndpointOptions,
+  where: string,
+): void {
+  for (const [name, valid, expected] of CHECKS) {
+    const value = options[name as keyof ResolvedWsEndpointOptions];
+    if (!valid(value as never))
+      throw new Error(INVALID_OPTION(where, name, expected, value));
+  }
+}
+
+/** @throws Error for a shutdownTimeout that is not a duration */
+export function assertValidShutdownTimeout(value: unknown): void {
+  if (value !== undefined && !isDuration(value as number)) {
+    throw new Error(
+      INVALID_OPTION(
+        'WsEndpointsModule',
+        'shutdownTimeout',
+        'a number of ms ≥ 0',
+        value,
+      ),
+    );
+  }
 }

@@ -8,7 +8,10 @@ import {
 } from '@nestjs/common';
 import { CloseCode } from './context/close-code.enum';
 import type { WsEndpointsModuleOptions } from './interfaces/ws-endpoint-options.interface';
-import { DEFAULT_SHUTDOWN_TIMEOUT } from './ws-endpoints.defaults';
+import {
+  assertValidShutdownTimeout,
+  DEFAULT_SHUTDOWN_TIMEOUT,
+} from './ws-endpoints.defaults';
 import {
   ApplicationConfig,
   DiscoveryModule,
@@ -23,7 +26,7 @@ import {
 } from './messages';
 import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
-import { platformHandler } from './upgrade/platform-handler';
+import { platformHandler, routeFirst } from './upgrade/platform-handler';
 import { UpgradeDispatcher } from './upgrade/upgrade-dispatcher';
 import { WsRouteFactory } from './upgrade/ws-route-factory';
 import {
@@ -74,6 +77,7 @@ export class WsEndpointsModule
     const adapter = this.adapterHost.httpAdapter;
     const server = adapter?.getHttpServer();
     if (!server) throw new Error(MISSING_HTTP_SERVER);
+    assertValidShutdownTimeout(this.options.shutdownTimeout);
     const endpoints = this.explorer.explore();
     const routes = new WsRouteFactory(
       this.moduleRef,
@@ -88,6 +92,7 @@ export class WsEndpointsModule
         this.logger.log(ENDPOINT_MAPPED(path, endpoint.name));
       }
     }
+    routeFirst(adapter, endpoints.flatMap((endpoint) => endpoint.paths).length);
     const handle = platformHandler(adapter);
     this.dispatcher.attach(
       server,

@@ -21,7 +21,10 @@ import type {
   WsEndpointsModuleOptions,
 } from '../interfaces/ws-endpoint-options.interface';
 import { DUPLICATE_ENDPOINT } from '../messages';
-import { resolveEndpointOptions } from '../ws-endpoints.defaults';
+import {
+  assertValidOptions,
+  resolveEndpointOptions,
+} from '../ws-endpoints.defaults';
 import { WS_ENDPOINTS_OPTIONS } from '../ws-endpoints.module-definition';
 
 /** One `@Ws` method, with the full paths it answers on. */
@@ -75,9 +78,15 @@ export class WsEndpointExplorer {
       const metadata = Reflect.getMetadata(WS_ENDPOINT_METADATA, method) as
         WsEndpointMetadata | undefined;
       if (!metadata) return [];
+      const name = `${metatype.name}.${methodName}`;
+      const options = resolveEndpointOptions(
+        this.moduleOptions,
+        metadata.options,
+      );
+      assertValidOptions(options, name);
       return [
         {
-          name: `${metatype.name}.${methodName}`,
+          name,
           instance,
           method,
           methodName,
@@ -88,7 +97,7 @@ export class WsEndpointExplorer {
             method,
             metadata,
           ),
-          options: resolveEndpointOptions(this.moduleOptions, metadata.options),
+          options,
         },
       ];
     });

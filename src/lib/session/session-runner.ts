@@ -66,17 +66,20 @@ export class SessionRunner {
       options.protocols,
       options.rejectUnknownProtocols,
     );
-    const ws = await upgrade.accept(endpoint.server);
-    const context = new WebSocketContext(
-      ws,
-      upgrade.request,
-      {
-        ...options,
-        parse,
-        onRejectedMessage: (socket, error) =>
-          this.rejectMessage(definition, socket, error),
-      },
-      upgrade.routed,
+    const context = await upgrade.accept(
+      endpoint.server,
+      (ws) =>
+        new WebSocketContext(
+          ws,
+          upgrade.request,
+          {
+            ...options,
+            parse,
+            onRejectedMessage: (socket, error) =>
+              this.rejectMessage(definition, socket, error),
+          },
+          upgrade.routed,
+        ),
     );
     upgrade.context = context;
     const done = this.runHandler(definition, context, instance, args);
@@ -96,7 +99,7 @@ export class SessionRunner {
     filters: ExceptionFilterMetadata[],
     host: ArgumentsHost,
   ): Promise<void> {
-    if (error instanceof WebSocketDisconnect) return;
+    if (endsSession(error, context)) return;
     const close = closeForError(error);
     const code = isSendableCloseCode(close.code)
       ? close.code
@@ -149,7 +152,7 @@ export class SessionRunner {
       );
       await this.consume(await result, context);
     } catch (error) {
-      if (!(error instanceof WebSocketDisconnect)) throw error;
+      if (!endsSession(error, context)) throw error;
     }
     if (context.state === 'open') await context.close(CloseCode.Normal);
   }
@@ -218,6 +221,14 @@ function assertProtocolOffered(
   ) {
     throw new BadRequestException(NO_COMMON_PROTOCOL(offered, supported));
   }
+}
+
+/**
+ * Whether `error` is the end of this session's own connection, a normal end. A disconnect of
+ * another socket (a failed broadcast, say) is an error of this handler like any other.
+ */
+function endsSession(error: unknown, context: WebSocketContext): boolean {
+  return error instanceof WebSocketDisconnect && context.signal.aborted;
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {

@@ -4,7 +4,10 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import { CloseCode } from '../context/close-code.enum';
-import type { UpgradeRequest, WebSocketContext } from '../context/websocket-context';
+import type {
+  UpgradeRequest,
+  WebSocketContext,
+} from '../context/websocket-context';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 
 /**
@@ -34,10 +37,10 @@ export class PendingUpgrade {
   }
 
   /**
-   * Completes the handshake. Rejects with 1006 when the peer left while the guards ran, and with
+   * Completes the handshake and hands the socket to `wrap` in the same tick. Rejects with 1006 when the peer left while the guards ran, and with
    * a 400 when the handshake headers are invalid (missing key, unsupported version…).
    */
-  accept(server: WebSocketServer): Promise<WebSocket> {
+  accept<T>(server: WebSocketServer, wrap: (ws: WebSocket) => T): Promise<T> {
     if (!this.socket.readable || !this.socket.writable) {
       return Promise.reject(new WebSocketDisconnect(CloseCode.Abnormal));
     }
@@ -56,7 +59,8 @@ export class PendingUpgrade {
       server.handleUpgrade(this.request, this.socket, this.head, (ws) => {
         server.off('wsClientError', onClientError);
         this.response.detachSocket(this.socket as never);
-        resolve(ws);
+        // wrapped at once: frames that came with the request are emitted before any await resumes
+        resolve(wrap(ws));
       });
     });
   }

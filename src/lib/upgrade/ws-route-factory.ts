@@ -111,9 +111,15 @@ export class WsRouteFactory {
     );
 
     // the filters of the route, for errors after the upgrade, where they see a 'ws' host
-    const filters = (exceptions as unknown as { filters: ExceptionFilterMetadata[] }).filters;
+    const filters = (
+      exceptions as unknown as { filters: ExceptionFilterMetadata[] }
+    ).filters;
 
-    const route = async (request: UpgradeRequest, response: unknown, next?: Function) => {
+    const route = async (
+      request: UpgradeRequest,
+      response: unknown,
+      next?: Function,
+    ) => {
       const upgrade = pendingUpgrades.getStore();
       try {
         if (!upgrade) {
@@ -127,13 +133,26 @@ export class WsRouteFactory {
         await execute(request, response, next as Function);
       } catch (error) {
         if (upgrade?.context) {
-          const host = new ExecutionContextHost([upgrade.context, undefined], instance.constructor as Type, callback);
+          const host = new ExecutionContextHost(
+            [upgrade.context, undefined],
+            instance.constructor as Type,
+            callback,
+          );
           host.setType('ws');
-          await this.runner.fail(definition, upgrade.context, error, filters, host);
+          await this.runner.fail(
+            definition,
+            upgrade.context,
+            error,
+            filters,
+            host,
+          );
         } else if (error instanceof WebSocketDisconnect) {
           upgrade?.socket.destroy();
         } else {
-          exceptions.next(error as Error, new ExecutionContextHost([request, response, next]));
+          exceptions.next(
+            error as Error,
+            new ExecutionContextHost([request, response, next]),
+          );
         }
       }
     };
