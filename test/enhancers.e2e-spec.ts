@@ -5,13 +5,16 @@ import {
   Controller,
   ExceptionFilter,
   ExecutionContext,
+  Get,
   INestApplication,
   Injectable,
   NestInterceptor,
 } from '@nestjs/common';
 import { APP_FILTER, APP_INTERCEPTOR, BaseExceptionFilter } from '@nestjs/core';
 import { finalize, Observable } from 'rxjs';
+import type { AddressInfo } from 'node:net';
 import {
+  isWebSocketUpgrade,
   Socket,
   WebSocketContext,
   Ws,
@@ -33,7 +36,9 @@ class SessionCounter implements NestInterceptor {
   label = 'app';
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    sessions.push(`${this.label} start ${context.getType()}`);
+    sessions.push(
+      `${this.label} start ${context.getType()} upgrade=${isWebSocketUpgrade(context)}`,
+    );
     return next.handle().pipe(
       finalize(() => {
         sessions.push(`${this.label} end`);
@@ -79,6 +84,11 @@ class EnhancedController {
     for await (const message of socket) await socket.send(message.text);
   }
 
+  @Get('plain')
+  plain() {
+    return 'plain';
+  }
+
   @Ws('pay')
   async pay() {
     throw new PaymentRequiredError('plan expired');
@@ -122,10 +132,19 @@ describe.each(platforms)('global enhancers on %s', (platform) => {
     const client = await connectWs(app, '/enhanced/echo');
     client.send('hi');
     await client.next();
-    expect(sessions.sort()).toEqual(['app start http', 'global start http']);
+    expect(sessions.sort()).toEqual([
+      'app start http upgrade=true',
+      'global start http upgrade=true',
+    ]);
     await client.close();
     await sessionEnded.promise;
     expect(sessions).toContain('app end');
+  });
+
+  it('tells HTTP requests from upgrades with isWebSocketUpgrade()', async () => {
+    const { port } = app.getHttpServer().address() as AddressInfo;
+    await fetch(`http://127.0.0.1:${port}/enhanced/plain`);
+    expect(sessions).toContain('app start http upgrade=false');
   });
 
   it('lets a useGlobalFilters filter for an exception type choose the close code after the upgrade', async () => {

@@ -93,6 +93,11 @@ class ErrorsController {
     throw new WsException('Not allowed here');
   }
 
+  @Ws('ws-exception-object')
+  async wsExceptionObject() {
+    throw new WsException({ code: 7 });
+  }
+
   @Ws('http-exception')
   async httpException() {
     throw new ForbiddenException('Members only');
@@ -102,6 +107,13 @@ class ErrorsController {
   async crash(@Socket() socket: WebSocketContext) {
     await socket.receive();
     throw new Error('database password is hunter2');
+  }
+
+  @Ws('foreign-disconnect')
+  async foreignDisconnect(@Socket() socket: WebSocketContext) {
+    await socket.receive();
+    // e.g. a send to another client that has gone: an error of this handler, not its end
+    throw new WebSocketDisconnect(1001, 'Other client left');
   }
 
   @Ws('observable-error')
@@ -220,6 +232,11 @@ describe('sessions', () => {
       expect(logs.find('warn', 'Not allowed here')).toHaveLength(1);
     });
 
+    it('closes with 1008 and the JSON of a WsException given an object without message', async () => {
+      const client = await connectWs(app, '/errors/ws-exception-object');
+      expect(await client.closed).toEqual({ code: 1008, reason: '{"code":7}' });
+    });
+
     it('closes with 4000 + status for an HttpException', async () => {
       const client = await connectWs(app, '/errors/http-exception');
       expect(await client.closed).toEqual({
@@ -238,6 +255,18 @@ describe('sessions', () => {
       const errors = logs.find('error', 'hunter2');
       expect(errors).toHaveLength(1);
       expect(errors[0].message).toContain('ErrorsController.crash');
+    });
+
+    it("closes with 1011 when another socket's disconnect escapes the handler", async () => {
+      const client = await connectWs(app, '/errors/foreign-disconnect');
+      client.send('go');
+      expect(await client.closed).toEqual({
+        code: 1011,
+        reason: 'Internal server error',
+      });
+      expect(
+        logs.find('error', 'ErrorsController.foreignDisconnect'),
+      ).toHaveLength(1);
     });
 
     it('closes with 1011 when an Observable handler errors', async () => {

@@ -163,6 +163,22 @@ describe('protocol violations from a raw TCP client (RFC 6455)', () => {
     },
   );
 
+  it('delivers a frame that arrives in the same TCP write as the upgrade request', async () => {
+    received.length = 0;
+    const socket = connect(port, '127.0.0.1');
+    socket.write(
+      Buffer.concat([
+        Buffer.from(upgradeRequest('/sink')),
+        encodeFrame({ opcode: Opcode.Text, payload: 'eager' }),
+        encodeFrame({ opcode: Opcode.Close, payload: closePayload(1000) }),
+      ]),
+    );
+    socket.on('data', () => undefined);
+    await new Promise((resolve) => socket.on('close', resolve));
+    await app.get(WebSocketSessions).settled();
+    expect(received).toEqual(['eager']);
+  });
+
   it('still accepts a well-formed masked, fragmented message after all that', async () => {
     received.length = 0;
     const { socket, frames: read } = await handshake(port);

@@ -8,6 +8,7 @@ export { WebSocketMessage } from './context/websocket-message';
 export { CloseCode } from './context/close-code.enum';
 export { WebSocketDisconnect } from './errors/ws-disconnect.exception';
 export { WebSocketSessions } from './session/websocket-sessions';
+export { isWebSocketUpgrade } from './upgrade/is-websocket-upgrade';
 export type {
   ValidationPolicy,
   WsEndpointOptions,

@@ -17,10 +17,11 @@ export interface ErrorClose {
 export function closeForError(error: unknown): ErrorClose {
   if (error instanceof WsException) {
     const detail = error.getError();
+    // a string, an object's message, or the object itself as JSON, as gateways send it
     const message =
       typeof detail === 'string'
         ? detail
-        : ((detail as { message?: string }).message ?? error.message);
+        : ((detail as { message?: string }).message ?? JSON.stringify(detail));
     return {
       code: CloseCode.PolicyViolation,
       reason: truncateCloseReason(String(message)),

@@ -11,7 +11,7 @@ export class WebSocketSessions implements Iterable<WebSocketContext> {
   private readonly open = new Map<WebSocketContext, Promise<void>>();
   private draining = false;
 
-  /** How many sessions are open now. */
+  /** How many sessions there are now: open ones, and closing ones whose handler has not settled. */
   get size(): number {
     return this.open.size;
   }
@@ -21,8 +21,11 @@ export class WebSocketSessions implements Iterable<WebSocketContext> {
     return this.draining;
   }
 
-  [Symbol.iterator](): Iterator<WebSocketContext> {
-    return this.open.keys();
+  /** The sessions whose connection is open, for sending to: closing ones are left out. */
+  *[Symbol.iterator](): Iterator<WebSocketContext> {
+    for (const context of this.open.keys()) {
+      if (context.state === 'open') yield context;
+    }
   }
 
   /** Tracks `context` until its connection has closed and its handler has settled (`done`). */
