@@ -96,7 +96,7 @@ describe.each(platforms)(
             path: '/raw',
           });
           raw.on('connection', (ws) =>
-            ws.on('message', (data) => ws.send(`raw: ${String(data)}`)),
+            ws.on('message', (data: Buffer) => ws.send(`raw: ${data.toString()}`)),
           );
         },
         platform,

@@ -13,7 +13,7 @@ ws.on('open', () => {
   }
 });
 ws.on('message', (data) => {
-  process.stdout.write(data.toString());
+  process.stdout.write(Buffer.from(data).toString());
   ws.close();
 });
 ws.on('close', () => process.exit(0));
