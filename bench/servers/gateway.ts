@@ -1,0 +1,40 @@
+// d. a Nest @WebSocketGateway on WsAdapter with @SubscribeMessage, with and without ValidationPipe.
+import { Module, UsePipes, ValidationPipe } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { WsAdapter } from '@nestjs/platform-ws';
+import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { IsInt, IsString } from 'class-validator';
+import { serve } from './serve';
+
+class EchoDto {
+  @IsInt()
+  n!: number;
+
+  @IsString()
+  text!: string;
+}
+
+@WebSocketGateway({ path: '/gateway' })
+class EchoGateway {
+  @SubscribeMessage('echo')
+  echo(@MessageBody() data: unknown) {
+    return { event: 'echo', data };
+  }
+
+  @SubscribeMessage('dto')
+  @UsePipes(new ValidationPipe({ whitelist: true, transform: true }))
+  dto(@MessageBody() data: EchoDto) {
+    return { event: 'dto', data };
+  }
+}
+
+@Module({ providers: [EchoGateway] })
+class BenchModule {}
+
+async function main() {
+  const app = await NestFactory.create(BenchModule, { logger: ['error', 'warn'] });
+  app.useWebSocketAdapter(new WsAdapter(app));
+  await app.listen(0, '127.0.0.1');
+  serve((app.getHttpServer().address() as { port: number }).port);
+}
+void main();

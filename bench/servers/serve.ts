@@ -1,0 +1,24 @@
+// Shared by every benchmark server: answers the harness over IPC with its CPU time and memory,
+// and says when it listens.
+
+/** What the harness asks a server for. */
+export type ServerQuery = { id: number; ask: 'usage' | 'memory' };
+
+/** Reports `port` to the harness, then answers its queries until it is killed. */
+export function serve(port: number): void {
+  process.on('message', (query: ServerQuery) => {
+    if (query.ask === 'usage') {
+      process.send!({ id: query.id, cpu: process.cpuUsage() });
+    } else {
+      // twice: what the first pass frees, the second finalizes
+      global.gc?.();
+      global.gc?.();
+      const { rss, heapUsed } = process.memoryUsage();
+      process.send!({ id: query.id, rss, heapUsed });
+    }
+  });
+  process.send!({ ready: port });
+}
+
+/** The job every server does: text back as it came, JSON parsed and sent back as JSON. */
+export const AUTH_HEADER = 'Bearer bench-token';
