@@ -211,23 +211,21 @@ export class WebSocketContext<
    * @throws WebSocketDisconnect when the socket is closing or closed
    * @example await socket.send({ type: 'welcome', id: socket.id });
    */
-  async send(data: unknown, options: SendOptions = {}): Promise<void> {
+  send(data: unknown, options?: SendOptions): Promise<void> {
     const binary = ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data);
     const payload =
       typeof data === 'string' || binary ? data : JSON.stringify(data);
     if (payload === undefined) {
-      throw new TypeError(`Cannot send ${String(data)}: it has no JSON form.`);
+      return Promise.reject(
+        new TypeError(`Cannot send ${String(data)}: it has no JSON form.`),
+      );
     }
+    const frame =
+      SEND_OPTIONS[Number(binary) * 2 + Number(options?.fin ?? true)];
     if (this.ws.bufferedAmount > this.settings.sendHighWaterMark) {
-      await this.whenDrained();
+      return this.whenDrained().then(() => this.write(payload, frame));
     }
-    if (this.ws.readyState !== WebSocket.OPEN || this.signal.aborted) {
-      throw this.closedError('send');
-    }
-    this.ws.send(payload as string | Buffer, {
-      binary,
-      fin: options.fin ?? true,
-    });
+    return this.write(payload, frame);
   }
 
   /**
@@ -258,6 +256,17 @@ export class WebSocketContext<
     void this.close(code, reason);
   }
 
+  private write(
+    payload: unknown,
+    frame: { binary: boolean; fin: boolean },
+  ): Promise<void> {
+    if (this.ws.readyState !== WebSocket.OPEN || this.signal.aborted) {
+      return Promise.reject(this.closedError('send'));
+    }
+    this.ws.send(payload as string | Buffer, frame);
+    return RESOLVED;
+  }
+
   private next(options: ReceiveOptions = {}): Promise<WebSocketMessage> {
     const queued = this.queue.shift();
     if (queued) {
@@ -285,15 +294,15 @@ export class WebSocketContext<
     });
   }
 
-  private async *iterate<T>(receive: () => Promise<T>): AsyncGenerator<T> {
-    for (;;) {
-      try {
-        yield await receive();
-      } catch (error) {
-        if (error instanceof WebSocketDisconnect) return;
-        throw error;
-      }
-    }
+  /**
+   * An iterator over `receive()` that ends at the disconnect. Hand-written rather than an async
+   * generator: one promise a message instead of four, on the hottest path there is.
+   */
+  private iterate<T>(receive: () => Promise<T>): AsyncIterator<T> {
+    return {
+      next: () => receive().then(toResult, endAtDisconnect),
+      return: () => Promise.resolve(DONE),
+    };
   }
 
   private push(message: WebSocketMessage): void {
@@ -347,6 +356,28 @@ export class WebSocketContext<
       message,
     );
   }
+}
+
+const RESOLVED = Promise.resolve();
+const DONE: IteratorReturnResult<undefined> = Object.freeze({
+  value: undefined,
+  done: true,
+});
+/** ws's frame options, by binary × fin, made once rather than per message. */
+const SEND_OPTIONS = [
+  { binary: false, fin: false },
+  { binary: false, fin: true },
+  { binary: true, fin: false },
+  { binary: true, fin: true },
+].map((options) => Object.freeze(options));
+
+function toResult<T>(value: T): IteratorYieldResult<T> {
+  return { value, done: false };
+}
+
+function endAtDisconnect(error: unknown): IteratorReturnResult<undefined> {
+  if (error instanceof WebSocketDisconnect) return DONE;
+  throw error;
 }
 
 function combineSignals({
