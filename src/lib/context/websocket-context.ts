@@ -61,8 +61,10 @@ export type UpgradeRequest = IncomingMessage & {
 };
 
 interface Waiter {
-  resolve(message: WebSocketMessage): void;
+  resolve(value: unknown): void;
   reject(error: unknown): void;
+  /** An iterator's `next()`: settles with an IteratorResult, and with `done` at the disconnect. */
+  iterating?: boolean;
 }
 
 /**
@@ -200,7 +202,10 @@ export class WebSocketContext<
 
   /** Iterates over the messages until the connection closes; the loop then ends quietly. */
   [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
-    return this.iterate(() => this.next());
+    return {
+      next: () => this.nextResult(),
+      return: () => Promise.resolve(DONE),
+    };
   }
 
   /**
@@ -267,26 +272,48 @@ export class WebSocketContext<
     return RESOLVED;
   }
 
-  private next(options: ReceiveOptions = {}): Promise<WebSocketMessage> {
+  /** `next()` for `for await`: settles straight with the IteratorResult, no promise in between. */
+  private nextResult(): Promise<IteratorResult<WebSocketMessage>> {
+    const queued = this.shift();
+    if (queued) return Promise.resolve({ value: queued, done: false });
+    if (this.disconnect) return Promise.resolve(DONE);
+    return new Promise((resolve, reject) =>
+      this.waiters.push({ resolve, reject, iterating: true }),
+    );
+  }
+
+  /** The oldest queued message, resuming reading once the queue has room again. */
+  private shift(): WebSocketMessage | undefined {
     const queued = this.queue.shift();
-    if (queued) {
-      if (this.ws.isPaused && this.queue.length < this.settings.inboundQueue) {
-        this.ws.resume();
-      }
-      return Promise.resolve(queued);
+    if (
+      queued &&
+      this.ws.isPaused &&
+      this.queue.length < this.settings.inboundQueue
+    ) {
+      this.ws.resume();
     }
+    return queued;
+  }
+
+  private next(options: ReceiveOptions = {}): Promise<WebSocketMessage> {
+    const queued = this.shift();
+    if (queued) return Promise.resolve(queued);
     if (this.disconnect) return Promise.reject(this.closedError('receive'));
     const signal = combineSignals(options);
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
-      if (!signal) return this.waiters.push({ resolve, reject });
+      if (!signal)
+        return this.waiters.push({
+          resolve: resolve as Waiter['resolve'],
+          reject,
+        });
       const onAbort = () => {
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
         reject(signal.reason);
       };
       const settle = () => signal.removeEventListener('abort', onAbort);
       const waiter: Waiter = {
-        resolve: (message) => (settle(), resolve(message)),
+        resolve: (message) => (settle(), resolve(message as WebSocketMessage)),
         reject: (error) => (settle(), reject(error)),
       };
       this.waiters.push(waiter);
@@ -307,7 +334,11 @@ export class WebSocketContext<
 
   private push(message: WebSocketMessage): void {
     const waiter = this.waiters.shift();
-    if (waiter) return waiter.resolve(message);
+    if (waiter) {
+      return waiter.resolve(
+        waiter.iterating ? { value: message, done: false } : message,
+      );
+    }
     this.queue.push(message);
     // stop reading: the peer's TCP window fills and it slows down until the handler catches up
     if (this.queue.length >= this.settings.inboundQueue) this.ws.pause();
@@ -339,7 +370,8 @@ export class WebSocketContext<
     this.disconnect = new WebSocketDisconnect(code, reason);
     this.abortController.abort(this.disconnect);
     for (const waiter of this.waiters.splice(0)) {
-      waiter.reject(this.closedError('receive'));
+      if (waiter.iterating) waiter.resolve(DONE);
+      else waiter.reject(this.closedError('receive'));
     }
   }
 
