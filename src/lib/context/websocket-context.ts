@@ -3,7 +3,10 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { types } from 'node:util';
 import WebSocket from 'ws';
-import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import {
+  disconnectOf,
+  WebSocketDisconnect,
+} from '../errors/ws-disconnect.exception';
 import type { HeartbeatOptions } from '../interfaces/ws-endpoint-options.interface';
 import { SLOW_CONSUMER, SOCKET_CLOSED } from '../messages';
 import { CloseCode } from './close-code.enum';
@@ -257,7 +260,7 @@ export class WebSocketContext<
    * @internal for the shutdown and the slow-consumer check
    */
   end(code: number, reason: string): void {
-    this.abortController.abort(new WebSocketDisconnect(code, reason));
+    this.abortController.abort(disconnectOf(code, reason));
     void this.close(code, reason);
   }
 
@@ -367,7 +370,7 @@ export class WebSocketContext<
   }
 
   private onClose(code: number, reason: string): void {
-    this.disconnect = new WebSocketDisconnect(code, reason);
+    this.disconnect = disconnectOf(code, reason);
     this.abortController.abort(this.disconnect);
     for (const waiter of this.waiters.splice(0)) {
       if (waiter.iterating) waiter.resolve(DONE);
@@ -382,7 +385,7 @@ export class WebSocketContext<
     const message = ended
       ? SOCKET_CLOSED(action, ended.code)
       : `Cannot ${action}: the socket is closing.`;
-    return new WebSocketDisconnect(
+    return disconnectOf(
       ended?.code ?? CloseCode.Abnormal,
       ended?.reason ?? '',
       message,

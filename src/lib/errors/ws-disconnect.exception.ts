@@ -20,3 +20,21 @@ export class WebSocketDisconnect extends Error {
     this.name = 'WebSocketDisconnect';
   }
 }
+
+/**
+ * A `WebSocketDisconnect` without a stack trace: every connection ends with one, and capturing a
+ * stack costs more than the rest of the close; a normal end has no stack worth reading.
+ */
+export function disconnectOf(
+  code: number,
+  reason = '',
+  message?: string,
+): WebSocketDisconnect {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new WebSocketDisconnect(code, reason, message);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
