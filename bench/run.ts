@@ -10,13 +10,17 @@ import type { LoadCommand, Protocol } from './load/load';
 const quick = process.argv.includes('--quick');
 // --only=ours,raw-ws and --workloads=echo-1000-text narrow a run; --profile writes the servers'
 // CPU profiles to bench/results/profiles (open them in Chrome DevTools)
-const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split('=')[1]?.split(',');
+const option = (name: string) =>
+  process.argv
+    .find((arg) => arg.startsWith(`--${name}=`))
+    ?.split('=')[1]
+    ?.split(',');
 const only = option('only');
 const onlyWorkloads = option('workloads');
 const profile = process.argv.includes('--profile');
 const REPEATS = quick ? 1 : 3;
-const WARMUP_MS = quick ? 500 : 2_000;
-const MEASURE_MS = quick ? 1_500 : 10_000;
+const WARMUP_MS = quick ? 300 : 2_000;
+const MEASURE_MS = quick ? 1_000 : 10_000;
 const IDLE = quick ? 1_000 : 10_000;
 const HANDSHAKES = quick ? 500 : 2_000;
 const TEXT = 'hello, world: the quick brown fox';
@@ -33,31 +37,96 @@ interface ServerSpec {
 }
 
 const SERVERS: ServerSpec[] = [
-  { id: 'raw-ws', label: 'a. raw ws', file: 'raw-ws.ts', kind: 'plain', paths: { text: '/text', json: '/json', guarded: '/guarded', plain: '/text' } },
-  { id: 'ours', label: 'b. @Ws loop', file: 'ours.ts', kind: 'plain', paths: { text: '/text', json: '/json', guarded: '/guarded', plain: '/text' } },
-  { id: 'ours-dto', label: 'c. @Ws messages(Dto) + ValidationPipe', file: 'ours.ts', kind: 'plain', paths: { json: '/dto' } },
-  { id: 'gateway', label: 'd. Nest gateway (WsAdapter)', file: 'gateway.ts', kind: 'gateway', event: 'echo', paths: { text: '/gateway', json: '/gateway', plain: '/gateway' } },
-  { id: 'gateway-dto', label: 'd. Nest gateway + ValidationPipe', file: 'gateway.ts', kind: 'gateway', event: 'dto', paths: { json: '/gateway' } },
-  { id: 'socket-io', label: 'e. Socket.IO 4', file: 'socket-io.ts', kind: 'socketio', paths: { text: '/', json: '/', plain: '/' } },
-  { id: 'fastify-ws', label: 'f. @fastify/websocket', file: 'fastify-websocket.ts', kind: 'plain', paths: { text: '/text', json: '/json', plain: '/text' } },
+  {
+    id: 'raw-ws',
+    label: 'a. raw ws',
+    file: 'raw-ws.ts',
+    kind: 'plain',
+    paths: {
+      text: '/text',
+      json: '/json',
+      guarded: '/guarded',
+      plain: '/text',
+    },
+  },
+  {
+    id: 'ours',
+    label: 'b. @Ws loop',
+    file: 'ours.ts',
+    kind: 'plain',
+    paths: {
+      text: '/text',
+      json: '/json',
+      guarded: '/guarded',
+      plain: '/text',
+    },
+  },
+  {
+    id: 'ours-dto',
+    label: 'c. @Ws messages(Dto) + ValidationPipe',
+    file: 'ours.ts',
+    kind: 'plain',
+    paths: { json: '/dto' },
+  },
+  {
+    id: 'gateway',
+    label: 'd. Nest gateway (WsAdapter)',
+    file: 'gateway.ts',
+    kind: 'gateway',
+    event: 'echo',
+    paths: { text: '/gateway', json: '/gateway', plain: '/gateway' },
+  },
+  {
+    id: 'gateway-dto',
+    label: 'd. Nest gateway + ValidationPipe',
+    file: 'gateway.ts',
+    kind: 'gateway',
+    event: 'dto',
+    paths: { json: '/gateway' },
+  },
+  {
+    id: 'socket-io',
+    label: 'e. Socket.IO 4',
+    file: 'socket-io.ts',
+    kind: 'socketio',
+    paths: { text: '/', json: '/', plain: '/' },
+  },
+  {
+    id: 'fastify-ws',
+    label: 'f. @fastify/websocket',
+    file: 'fastify-websocket.ts',
+    kind: 'plain',
+    paths: { text: '/text', json: '/json', plain: '/text' },
+  },
 ];
 
 /** What each server is sent for one message of the workload, in its own framing. */
 function messageFor(server: ServerSpec, body: 'text' | 'json'): string {
   const data = body === 'text' ? TEXT : JSON_BODY;
-  if (server.kind === 'gateway') return JSON.stringify({ event: server.event, data });
+  if (server.kind === 'gateway')
+    return JSON.stringify({ event: server.event, data });
   if (server.kind === 'socketio') return `42${JSON.stringify(['echo', data])}`;
   return body === 'text' ? TEXT : JSON.stringify(data);
 }
 
-const protocolOf = (server: ServerSpec): Protocol => (server.kind === 'socketio' ? 'socketio' : 'ws');
+const protocolOf = (server: ServerSpec): Protocol =>
+  server.kind === 'socketio' ? 'socketio' : 'ws';
 
 // ---- processes ------------------------------------------------------------------------------
 
 const children: ChildProcess[] = [];
 const canPin = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
-const NODE_ARGS = ['--expose-gc', '-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register'];
-const PROFILE_ARGS = ['--cpu-prof', `--cpu-prof-dir=${join(__dirname, 'results', 'profiles')}`];
+const NODE_ARGS = [
+  '--expose-gc',
+  '-r',
+  'ts-node/register/transpile-only',
+  '-r',
+  'tsconfig-paths/register',
+];
+const PROFILE_ARGS = [
+  '--cpu-prof',
+  `--cpu-prof-dir=${join(__dirname, 'results', 'profiles')}`,
+];
 
 /** A Node process running `file`, pinned to `core`, that answers over IPC. */
 class Child {
@@ -66,10 +135,18 @@ class Child {
   readonly ready: Promise<any>;
 
   constructor(file: string, core: number, profiled = false) {
-    const args = [...NODE_ARGS, ...(profiled ? PROFILE_ARGS : []), join(__dirname, file)];
+    const args = [
+      ...NODE_ARGS,
+      ...(profiled ? PROFILE_ARGS : []),
+      join(__dirname, file),
+    ];
     const child = canPin
-      ? spawn('taskset', ['-c', String(core), process.execPath, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-      : spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      ? spawn('taskset', ['-c', String(core), process.execPath, ...args], {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        })
+      : spawn(process.execPath, args, {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        });
     children.push(child);
     this.ready = new Promise((resolve) => {
       child.on('message', (reply: any) => {
@@ -86,7 +163,11 @@ class Child {
   ask<T = any>(message: object): Promise<T> {
     const id = this.next++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`No answer to ${JSON.stringify(message)} in 120 s`)), 120_000);
+      const timer = setTimeout(
+        () =>
+          reject(new Error(`No answer to ${JSON.stringify(message)} in 120 s`)),
+        120_000,
+      );
       this.waiting.set(id, (reply) => {
         clearTimeout(timer);
         if (reply.error) reject(new Error(reply.error));
@@ -106,15 +187,34 @@ process.on('SIGINT', () => process.exit(130));
 
 // ---- workloads ------------------------------------------------------------------------------
 
-interface Row { [metric: string]: number }
+interface Row {
+  [metric: string]: number;
+}
 
 async function cpuOf(server: Child): Promise<number> {
   const { cpu } = await server.ask<{ cpu: NodeJS.CpuUsage }>({ ask: 'usage' });
   return cpu.user + cpu.system;
 }
 
-async function echoRun(server: Child, port: number, load: Child, path: string, connections: number, message: string, protocol: Protocol, client: 'lean' | 'ws' = 'lean'): Promise<Row> {
-  await load.ask({ cmd: 'echo', port, path, connections, message, protocol, client } satisfies LoadCommand);
+async function echoRun(
+  server: Child,
+  port: number,
+  load: Child,
+  path: string,
+  connections: number,
+  message: string,
+  protocol: Protocol,
+  client: 'lean' | 'ws' = 'lean',
+): Promise<Row> {
+  await load.ask({
+    cmd: 'echo',
+    port,
+    path,
+    connections,
+    message,
+    protocol,
+    client,
+  } satisfies LoadCommand);
   await wait(WARMUP_MS);
   const cpuBefore = await cpuOf(server);
   await load.ask({ cmd: 'mark' } satisfies LoadCommand);
@@ -131,19 +231,51 @@ async function echoRun(server: Child, port: number, load: Child, path: string, c
   };
 }
 
-async function idleRun(server: Child, port: number, load: Child, spec: ServerSpec): Promise<Row> {
+async function idleRun(
+  server: Child,
+  port: number,
+  load: Child,
+  spec: ServerSpec,
+): Promise<Row> {
   const before = await server.ask({ ask: 'memory' });
-  await load.ask({ cmd: 'idle', port, path: spec.paths.plain!, connections: IDLE, protocol: protocolOf(spec), localAddresses: ['127.0.0.1'] } satisfies LoadCommand);
+  await load.ask({
+    cmd: 'idle',
+    port,
+    path: spec.paths.plain!,
+    connections: IDLE,
+    protocol: protocolOf(spec),
+  } satisfies LoadCommand);
   const after = await server.ask({ ask: 'memory' });
   await load.ask({ cmd: 'close' } satisfies LoadCommand);
-  return { rssKiBPerConn: (after.rss - before.rss) / IDLE / 1024, heapKiBPerConn: (after.heapUsed - before.heapUsed) / IDLE / 1024 };
+  return {
+    rssKiBPerConn: (after.rss - before.rss) / IDLE / 1024,
+    heapKiBPerConn: (after.heapUsed - before.heapUsed) / IDLE / 1024,
+  };
 }
 
-async function handshakeRun(server: Child, port: number, load: Child, spec: ServerSpec, path: string, headers: Record<string, string>): Promise<Row> {
+async function handshakeRun(
+  server: Child,
+  port: number,
+  load: Child,
+  spec: ServerSpec,
+  path: string,
+  headers: Record<string, string>,
+): Promise<Row> {
   const cpuBefore = await cpuOf(server);
-  const { seconds } = await load.ask({ cmd: 'handshakes', port, path, count: HANDSHAKES, inFlight: 100, headers, protocol: protocolOf(spec) } satisfies LoadCommand);
+  const { seconds } = await load.ask({
+    cmd: 'handshakes',
+    port,
+    path,
+    count: HANDSHAKES,
+    inFlight: 100,
+    headers,
+    protocol: protocolOf(spec),
+  } satisfies LoadCommand);
   const cpuAfter = await cpuOf(server);
-  return { handshakesPerSec: HANDSHAKES / seconds, serverUsPerHandshake: (cpuAfter - cpuBefore) / HANDSHAKES };
+  return {
+    handshakesPerSec: HANDSHAKES / seconds,
+    serverUsPerHandshake: (cpuAfter - cpuBefore) / HANDSHAKES,
+  };
 }
 
 interface Workload {
@@ -157,7 +289,16 @@ const echo = (connections: number, body: 'text' | 'json'): Workload => ({
   id: `echo-${connections}-${body}`,
   title: `Echo, ${connections} connections, ${body}`,
   applies: (spec) => spec.paths[body] !== undefined,
-  run: (server, port, load, spec) => echoRun(server, port, load, spec.paths[body]!, connections, messageFor(spec, body), protocolOf(spec)),
+  run: (server, port, load, spec) =>
+    echoRun(
+      server,
+      port,
+      load,
+      spec.paths[body]!,
+      connections,
+      messageFor(spec, body),
+      protocolOf(spec),
+    ),
 });
 
 const WORKLOADS: Workload[] = [
@@ -165,13 +306,26 @@ const WORKLOADS: Workload[] = [
   echo(50, 'json'),
   echo(1000, 'text'),
   echo(1000, 'json'),
-  { id: `idle-${IDLE}`, title: `${IDLE} idle connections`, applies: (spec) => !!spec.paths.plain, run: idleRun },
-  { id: `handshakes-${HANDSHAKES}`, title: `${HANDSHAKES} handshakes, 100 in flight`, applies: (spec) => !!spec.paths.plain, run: (s, p, l, spec) => handshakeRun(s, p, l, spec, spec.paths.plain!, {}) },
+  {
+    id: `idle-${IDLE}`,
+    title: `${IDLE} idle connections`,
+    applies: (spec) => !!spec.paths.plain,
+    run: idleRun,
+  },
+  {
+    id: `handshakes-${HANDSHAKES}`,
+    title: `${HANDSHAKES} handshakes, 100 in flight`,
+    applies: (spec) => !!spec.paths.plain,
+    run: (s, p, l, spec) => handshakeRun(s, p, l, spec, spec.paths.plain!, {}),
+  },
   {
     id: `handshakes-${HANDSHAKES}-guard`,
     title: `${HANDSHAKES} handshakes with a guard (bearer token)`,
     applies: (spec) => !!spec.paths.guarded,
-    run: (s, p, l, spec) => handshakeRun(s, p, l, spec, spec.paths.guarded!, { authorization: 'Bearer bench-token' }),
+    run: (s, p, l, spec) =>
+      handshakeRun(s, p, l, spec, spec.paths.guarded!, {
+        authorization: 'Bearer bench-token',
+      }),
   },
 ];
 
@@ -180,19 +334,42 @@ const WORKLOADS: Workload[] = [
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  return sorted.length % 2
+    ? sorted[middle]
+    : (sorted[middle - 1] + sorted[middle]) / 2;
 };
-const fmt = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '—');
+const fmt = (value: number, digits = 1) =>
+  Number.isFinite(value) ? value.toFixed(digits) : '—';
 
 const COLUMNS: Record<string, [string, string, number][]> = {
-  echo: [['msgsPerSec', 'msgs/s', 0], ['p50', 'p50 ms', 2], ['p99', 'p99 ms', 2], ['p999', 'p99.9 ms', 2], ['serverUsPerMsg', 'server µs/msg', 2], ['clientUsPerMsg', 'client µs/msg', 2]],
-  idle: [['rssKiBPerConn', 'RSS KiB/conn', 2], ['heapKiBPerConn', 'heap KiB/conn', 2]],
-  handshakes: [['handshakesPerSec', 'handshakes/s', 0], ['serverUsPerHandshake', 'server µs/handshake', 1]],
+  echo: [
+    ['msgsPerSec', 'msgs/s', 0],
+    ['p50', 'p50 ms', 2],
+    ['p99', 'p99 ms', 2],
+    ['p999', 'p99.9 ms', 2],
+    ['serverUsPerMsg', 'server µs/msg', 2],
+    ['clientUsPerMsg', 'client µs/msg', 2],
+  ],
+  idle: [
+    ['rssKiBPerConn', 'RSS KiB/conn', 2],
+    ['heapKiBPerConn', 'heap KiB/conn', 2],
+  ],
+  handshakes: [
+    ['handshakesPerSec', 'handshakes/s', 0],
+    ['serverUsPerHandshake', 'server µs/handshake', 1],
+  ],
 };
 
 function table(workload: Workload, results: Map<string, Row[]>): string {
   const columns = COLUMNS[workload.id.split('-')[0]];
-  const medians = new Map([...results].map(([id, rows]) => [id, Object.fromEntries(columns.map(([key]) => [key, median(rows.map((row) => row[key]))]))]));
+  const medians = new Map(
+    [...results].map(([id, rows]) => [
+      id,
+      Object.fromEntries(
+        columns.map(([key]) => [key, median(rows.map((row) => row[key]))]),
+      ),
+    ]),
+  );
   const raw = medians.get('raw-ws');
   const lines = [
     `### ${workload.title}`,
@@ -203,7 +380,9 @@ function table(workload: Workload, results: Map<string, Row[]>): string {
   for (const spec of SERVERS) {
     const row = medians.get(spec.id);
     if (!row) continue;
-    lines.push(`| ${spec.label} | ${columns.map(([key, , digits]) => `${fmt(row[key], digits)} | ${raw ? fmt(row[key] / raw[key], 2) : '—'}`).join(' | ')} |`);
+    lines.push(
+      `| ${spec.label} | ${columns.map(([key, , digits]) => `${fmt(row[key], digits)} | ${raw ? fmt(row[key] / raw[key], 2) : '—'}`).join(' | ')} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -212,18 +391,30 @@ function table(workload: Workload, results: Map<string, Row[]>): string {
 
 async function main() {
   const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ${canPin ? 'server on core 0, load on core 1' : 'not pinned (no taskset)'}`;
-  console.log(`# nestjs-ws-endpoints benchmark${quick ? ' (--quick)' : ''}\n\n${machine}; ${REPEATS} repeat(s), medians; ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; closed-loop echo with a lean frame client.\n`);
+  console.log(
+    `# nestjs-ws-endpoints benchmark${quick ? ' (--quick)' : ''}\n\n${machine}; ${REPEATS} repeat(s), medians; ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; closed-loop echo with a lean frame client.\n`,
+  );
   const load = new Child('load/load.ts', 1);
-  const servers = SERVERS.filter((spec) => !only || only.includes(spec.id) || spec.id === 'raw-ws');
-  const workloads = WORKLOADS.filter((w) => !onlyWorkloads || onlyWorkloads.includes(w.id));
+  const servers = SERVERS.filter(
+    (spec) => !only || only.includes(spec.id) || spec.id === 'raw-ws',
+  );
+  const workloads = WORKLOADS.filter(
+    (w) => !onlyWorkloads || onlyWorkloads.includes(w.id),
+  );
   const files = [...new Set(servers.map((spec) => spec.file))];
-  const started = new Map(await Promise.all(files.map(async (file) => {
-    const child = new Child(join('servers', file), 0, profile);
-    return [file, { child, port: (await child.ready) as number }] as const;
-  })));
+  const started = new Map(
+    await Promise.all(
+      files.map(async (file) => {
+        const child = new Child(join('servers', file), 0, profile);
+        return [file, { child, port: (await child.ready) as number }] as const;
+      }),
+    ),
+  );
   await load.ready;
 
-  const results = new Map<string, Map<string, Row[]>>(workloads.map((w) => [w.id, new Map()]));
+  const results = new Map<string, Map<string, Row[]>>(
+    workloads.map((w) => [w.id, new Map()]),
+  );
   for (let repeat = 0; repeat < REPEATS; repeat++) {
     for (const workload of workloads) {
       for (const spec of servers.filter((s) => workload.applies(s))) {
@@ -231,7 +422,11 @@ async function main() {
         const row = await workload.run(child, port, load, spec);
         const rows = results.get(workload.id)!;
         rows.set(spec.id, [...(rows.get(spec.id) ?? []), row]);
-        process.stderr.write(`  ${workload.id} ${spec.id}: ${Object.entries(row).map(([k, v]) => `${k}=${fmt(v, 2)}`).join(' ')}\n`);
+        process.stderr.write(
+          `  ${workload.id} ${spec.id}: ${Object.entries(row)
+            .map(([k, v]) => `${k}=${fmt(v, 2)}`)
+            .join(' ')}\n`,
+        );
       }
     }
   }
@@ -239,11 +434,21 @@ async function main() {
   // the lean client against the ws client, once: how much of msgs/s is the client's limit
   const raw = started.get('raw-ws.ts')!;
   const crossCheck = {
-    lean: await echoRun(raw.child, raw.port, load, '/text', 50, TEXT, 'ws', 'lean'),
+    lean: await echoRun(
+      raw.child,
+      raw.port,
+      load,
+      '/text',
+      50,
+      TEXT,
+      'ws',
+      'lean',
+    ),
     ws: await echoRun(raw.child, raw.port, load, '/text', 50, TEXT, 'ws', 'ws'),
   };
 
-  for (const workload of workloads) console.log(`${table(workload, results.get(workload.id)!)}\n`);
+  for (const workload of workloads)
+    console.log(`${table(workload, results.get(workload.id)!)}\n`);
   console.log(
     `### Client cross-check (raw ws, 50 connections, text)\n\n| client | msgs/s | client µs/msg |\n|---|---:|---:|\n` +
       `| lean frame writer | ${fmt(crossCheck.lean.msgsPerSec, 0)} | ${fmt(crossCheck.lean.clientUsPerMsg, 2)} |\n` +
@@ -251,8 +456,27 @@ async function main() {
   );
 
   mkdirSync(join(__dirname, 'results'), { recursive: true });
-  const file = join(__dirname, 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-  writeFileSync(file, JSON.stringify({ machine, quick, repeats: REPEATS, results: Object.fromEntries([...results].map(([k, v]) => [k, Object.fromEntries(v)])), crossCheck }, null, 2));
+  const file = join(
+    __dirname,
+    'results',
+    `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`,
+  );
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        machine,
+        quick,
+        repeats: REPEATS,
+        results: Object.fromEntries(
+          [...results].map(([k, v]) => [k, Object.fromEntries(v)]),
+        ),
+        crossCheck,
+      },
+      null,
+      2,
+    ),
+  );
   console.log(`JSON: ${file}`);
   stopAll();
 }

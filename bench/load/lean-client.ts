@@ -1,5 +1,8 @@
 import { connect, Socket } from 'node:net';
 
+const SOURCE_ADDRESSES = 100;
+let opened = 0;
+
 /**
  * A minimal WebSocket client over `net`, so that the load generator costs as little as possible
  * per message: frames are built once (masked with a zero key, which RFC 6455 allows a server to
@@ -19,9 +22,15 @@ export class LeanConnection {
     localAddress?: string,
   ): Promise<LeanConnection> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ port, host: '127.0.0.1', localAddress });
+      // rotating the source address: a run opens more connections than one address has ports in
+      // TIME_WAIT's 60 s
+      const from =
+        localAddress ?? `127.0.0.${1 + (opened++ % SOURCE_ADDRESSES)}`;
+      const socket = connect({ port, host: '127.0.0.1', localAddress: from });
       socket.setNoDelay(true);
-      const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      const extra = Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
       socket.once('connect', () =>
         socket.write(
           `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -62,7 +71,9 @@ export class LeanConnection {
   }
 
   private read(data: Buffer): void {
-    let buffer = this.pending.length ? Buffer.concat([this.pending, data]) : data;
+    let buffer = this.pending.length
+      ? Buffer.concat([this.pending, data])
+      : data;
     for (;;) {
       if (buffer.length < 2) break;
       let length = buffer[1] & 0x7f;

@@ -6,12 +6,35 @@ import { frame, LeanConnection } from './lean-client';
 export type Protocol = 'ws' | 'socketio';
 
 export type LoadCommand =
-  | { cmd: 'echo'; port: number; path: string; connections: number; message: string; protocol: Protocol; client: 'lean' | 'ws' }
+  | {
+      cmd: 'echo';
+      port: number;
+      path: string;
+      connections: number;
+      message: string;
+      protocol: Protocol;
+      client: 'lean' | 'ws';
+    }
   | { cmd: 'mark' }
   | { cmd: 'report' }
-  | { cmd: 'idle'; port: number; path: string; connections: number; protocol: Protocol; localAddresses: string[] }
+  | {
+      cmd: 'idle';
+      port: number;
+      path: string;
+      connections: number;
+      protocol: Protocol;
+      localAddresses?: string[];
+    }
   | { cmd: 'close' }
-  | { cmd: 'handshakes'; port: number; path: string; count: number; inFlight: number; headers: Record<string, string>; protocol: Protocol };
+  | {
+      cmd: 'handshakes';
+      port: number;
+      path: string;
+      count: number;
+      inFlight: number;
+      headers: Record<string, string>;
+      protocol: Protocol;
+    };
 
 const MAX_SAMPLES = 4_000_000;
 const latencies = new Float64Array(MAX_SAMPLES);
@@ -23,7 +46,11 @@ let markedCpu = process.cpuUsage();
 let open: { close(): void }[] = [];
 
 /** Opens `count` connections with at most `inFlight` handshakes under way. */
-async function openMany<T>(count: number, inFlight: number, open: (i: number) => Promise<T>): Promise<T[]> {
+async function openMany<T>(
+  count: number,
+  inFlight: number,
+  open: (i: number) => Promise<T>,
+): Promise<T[]> {
   const opened: T[] = [];
   let next = 0;
   await Promise.all(
@@ -45,9 +72,21 @@ function socketIoReady(connection: LeanConnection): Promise<void> {
   });
 }
 
-async function openLean(port: number, path: string, protocol: Protocol, headers = {}, localAddress?: string) {
-  const target = protocol === 'socketio' ? '/socket.io/?EIO=4&transport=websocket' : path;
-  const connection = await LeanConnection.open(port, target, headers, localAddress);
+async function openLean(
+  port: number,
+  path: string,
+  protocol: Protocol,
+  headers = {},
+  localAddress?: string,
+) {
+  const target =
+    protocol === 'socketio' ? '/socket.io/?EIO=4&transport=websocket' : path;
+  const connection = await LeanConnection.open(
+    port,
+    target,
+    headers,
+    localAddress,
+  );
   if (protocol === 'socketio') await socketIoReady(connection);
   return connection;
 }
@@ -57,7 +96,9 @@ function record(sentAt: number): void {
   if (samples < MAX_SAMPLES) latencies[samples++] = performance.now() - sentAt;
 }
 
-async function echo(command: Extract<LoadCommand, { cmd: 'echo' }>): Promise<void> {
+async function echo(
+  command: Extract<LoadCommand, { cmd: 'echo' }>,
+): Promise<void> {
   const { port, path, connections, message, protocol, client } = command;
   running = true;
   if (client === 'ws') {
@@ -78,13 +119,16 @@ async function echo(command: Extract<LoadCommand, { cmd: 'echo' }>): Promise<voi
   }
   const payload = frame(message);
   const pong = frame('3');
-  const lean = await openMany(connections, 100, () => openLean(port, path, protocol));
+  const lean = await openMany(connections, 100, () =>
+    openLean(port, path, protocol),
+  );
   open = lean;
   for (const connection of lean) {
     let sentAt = 0;
     connection.onText = (reply) => {
       // Socket.IO pings with '2' and wants '3'; it is not a reply
-      if (protocol === 'socketio' && reply.length === 1 && reply[0] === 0x32) return connection.send(pong);
+      if (protocol === 'socketio' && reply.length === 1 && reply[0] === 0x32)
+        return connection.send(pong);
       record(sentAt);
       if (!running) return;
       sentAt = performance.now();
@@ -97,14 +141,18 @@ async function echo(command: Extract<LoadCommand, { cmd: 'echo' }>): Promise<voi
 
 function openWs(port: number, path: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { perMessageDeflate: false });
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, {
+      perMessageDeflate: false,
+    });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });
 }
 
 function percentile(sorted: Float64Array, p: number): number {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : NaN;
+  return sorted.length
+    ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
+    : NaN;
 }
 
 async function handle(command: LoadCommand): Promise<unknown> {
@@ -138,7 +186,13 @@ async function handle(command: LoadCommand): Promise<unknown> {
     case 'idle': {
       const { port, path, connections, protocol, localAddresses } = command;
       open = await openMany(connections, 100, (i) =>
-        openLean(port, path, protocol, {}, localAddresses[i % localAddresses.length]),
+        openLean(
+          port,
+          path,
+          protocol,
+          {},
+          localAddresses?.[i % localAddresses.length],
+        ),
       );
       return { opened: open.length };
     }
@@ -149,7 +203,9 @@ async function handle(command: LoadCommand): Promise<unknown> {
     case 'handshakes': {
       const { port, path, count, inFlight, headers, protocol } = command;
       const started = performance.now();
-      await openMany(count, inFlight, async () => (await openLean(port, path, protocol, headers)).close());
+      await openMany(count, inFlight, async () =>
+        (await openLean(port, path, protocol, headers)).close(),
+      );
       return { seconds: (performance.now() - started) / 1000 };
     }
   }

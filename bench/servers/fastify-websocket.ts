@@ -11,7 +11,9 @@ async function main() {
       socket.on('message', (data: Buffer) => socket.send(data.toString()));
     });
     scope.get('/json', { websocket: true }, (socket) => {
-      socket.on('message', (data: Buffer) => socket.send(JSON.stringify(JSON.parse(data.toString()))));
+      socket.on('message', (data: Buffer) =>
+        socket.send(JSON.stringify(JSON.parse(data.toString()))),
+      );
     });
   });
   await app.listen({ port: 0, host: '127.0.0.1' });

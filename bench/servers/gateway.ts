@@ -2,7 +2,11 @@
 import { Module, UsePipes, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { WsAdapter } from '@nestjs/platform-ws';
-import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import {
+  MessageBody,
+  SubscribeMessage,
+  WebSocketGateway,
+} from '@nestjs/websockets';
 import { IsInt, IsString } from 'class-validator';
 import { serve } from './serve';
 
@@ -32,7 +36,9 @@ class EchoGateway {
 class BenchModule {}
 
 async function main() {
-  const app = await NestFactory.create(BenchModule, { logger: ['error', 'warn'] });
+  const app = await NestFactory.create(BenchModule, {
+    logger: ['error', 'warn'],
+  });
   app.useWebSocketAdapter(new WsAdapter(app));
   await app.listen(0, '127.0.0.1');
   serve((app.getHttpServer().address() as { port: number }).port);

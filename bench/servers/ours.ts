@@ -11,7 +11,12 @@ import {
 import { NestFactory } from '@nestjs/core';
 import { IsInt, IsString } from 'class-validator';
 import type { IncomingMessage } from 'node:http';
-import { Socket, WebSocketContext, Ws, WsEndpointsModule } from 'nestjs-ws-endpoints';
+import {
+  Socket,
+  WebSocketContext,
+  Ws,
+  WsEndpointsModule,
+} from 'nestjs-ws-endpoints';
 import { AUTH_HEADER, serve } from './serve';
 
 class EchoDto {
@@ -24,7 +29,10 @@ class EchoDto {
 
 class TokenGuard implements CanActivate {
   canActivate(context: ExecutionContext) {
-    return context.switchToHttp().getRequest<IncomingMessage>().headers.authorization === AUTH_HEADER;
+    return (
+      context.switchToHttp().getRequest<IncomingMessage>().headers
+        .authorization === AUTH_HEADER
+    );
   }
 }
 
@@ -43,7 +51,8 @@ class EchoController {
   @Ws('dto')
   @UsePipes(new ValidationPipe({ whitelist: true, transform: true }))
   async dto(@Socket() socket: WebSocketContext) {
-    for await (const message of socket.messages(EchoDto)) await socket.send(message);
+    for await (const message of socket.messages(EchoDto))
+      await socket.send(message);
   }
 
   @Ws('guarded')
@@ -53,11 +62,16 @@ class EchoController {
   }
 }
 
-@Module({ imports: [WsEndpointsModule.forRoot({ maxPayload: 1024 * 1024 })], controllers: [EchoController] })
+@Module({
+  imports: [WsEndpointsModule.forRoot({ maxPayload: 1024 * 1024 })],
+  controllers: [EchoController],
+})
 class BenchModule {}
 
 async function main() {
-  const app = await NestFactory.create(BenchModule, { logger: ['error', 'warn'] });
+  const app = await NestFactory.create(BenchModule, {
+    logger: ['error', 'warn'],
+  });
   await app.listen(0, '127.0.0.1');
   serve((app.getHttpServer().address() as { port: number }).port);
 }

@@ -12,15 +12,8 @@ import { SLOW_CONSUMER, SOCKET_CLOSED } from '../messages';
 import { CloseCode } from './close-code.enum';
 import { assertValidClose } from './close-frame';
 import { Heartbeat } from './heartbeat';
+import { DONE, InboundQueue, type ReceiveOptions } from './inbound-queue';
 import { WebSocketMessage } from './websocket-message';
-
-/** Options of `receive()`. @publicApi */
-export interface ReceiveOptions {
-  /** Stops waiting when aborted; the promise rejects with the signal's reason. */
-  signal?: AbortSignal;
-  /** Stops waiting after this many ms; the promise rejects with a `TimeoutError` DOMException. */
-  timeout?: number;
-}
 
 /** Options of `send()`. @publicApi */
 export interface SendOptions {
@@ -63,13 +56,6 @@ export type UpgradeRequest = IncomingMessage & {
   user?: unknown;
 };
 
-interface Waiter {
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
-  /** An iterator's `next()`: settles with an IteratorResult, and with `done` at the disconnect. */
-  iterating?: boolean;
-}
-
 /**
  * One accepted WebSocket connection, as the handler sees it: the handshake's data, an ordered
  * `receive()`, a `send()` with backpressure, and `close()`.
@@ -93,8 +79,7 @@ export class WebSocketContext<
   /** What the guards put on `request.user`. */
   readonly user: TUser;
 
-  private readonly queue: WebSocketMessage[] = [];
-  private readonly waiters: Waiter[] = [];
+  private readonly inbound: InboundQueue;
   private readonly abortController = new AbortController();
   private readonly closedPromise: Promise<void>;
   private drained?: Promise<void>;
@@ -111,8 +96,11 @@ export class WebSocketContext<
     this.params = routed.params ?? {};
     this.query = routed.query ?? {};
     this.user = routed.user as TUser;
+    this.inbound = new InboundQueue(ws, settings.inboundQueue);
     ws.on('message', (data: Buffer, isBinary: boolean) =>
-      this.push(new WebSocketMessage(data, isBinary ? 'binary' : 'text')),
+      this.inbound.push(
+        new WebSocketMessage(data, isBinary ? 'binary' : 'text'),
+      ),
     );
     // ws closes the connection itself after a protocol error (1002, 1007, 1009); the 'close' event follows.
     ws.on('error', (error) =>
@@ -181,10 +169,10 @@ export class WebSocketContext<
     options?: ReceiveOptions,
   ): Promise<WebSocketMessage | T> {
     if (typeof metatypeOrOptions !== 'function') {
-      return this.next(metatypeOrOptions);
+      return this.inbound.next(metatypeOrOptions);
     }
     for (;;) {
-      const message = await this.next(options);
+      const message = await this.inbound.next(options);
       try {
         return (await this.settings.parse(message, metatypeOrOptions)) as T;
       } catch (error) {
@@ -206,7 +194,7 @@ export class WebSocketContext<
   /** Iterates over the messages until the connection closes; the loop then ends quietly. */
   [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
     return {
-      next: () => this.nextResult(),
+      next: () => this.inbound.nextResult(),
       return: () => Promise.resolve(DONE),
     };
   }
@@ -275,55 +263,6 @@ export class WebSocketContext<
     return RESOLVED;
   }
 
-  /** `next()` for `for await`: settles straight with the IteratorResult, no promise in between. */
-  private nextResult(): Promise<IteratorResult<WebSocketMessage>> {
-    const queued = this.shift();
-    if (queued) return Promise.resolve({ value: queued, done: false });
-    if (this.disconnect) return Promise.resolve(DONE);
-    return new Promise((resolve, reject) =>
-      this.waiters.push({ resolve, reject, iterating: true }),
-    );
-  }
-
-  /** The oldest queued message, resuming reading once the queue has room again. */
-  private shift(): WebSocketMessage | undefined {
-    const queued = this.queue.shift();
-    if (
-      queued &&
-      this.ws.isPaused &&
-      this.queue.length < this.settings.inboundQueue
-    ) {
-      this.ws.resume();
-    }
-    return queued;
-  }
-
-  private next(options: ReceiveOptions = {}): Promise<WebSocketMessage> {
-    const queued = this.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.disconnect) return Promise.reject(this.closedError('receive'));
-    const signal = combineSignals(options);
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise((resolve, reject) => {
-      if (!signal)
-        return this.waiters.push({
-          resolve: resolve as Waiter['resolve'],
-          reject,
-        });
-      const onAbort = () => {
-        this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        reject(signal.reason);
-      };
-      const settle = () => signal.removeEventListener('abort', onAbort);
-      const waiter: Waiter = {
-        resolve: (message) => (settle(), resolve(message as WebSocketMessage)),
-        reject: (error) => (settle(), reject(error)),
-      };
-      this.waiters.push(waiter);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
   /**
    * An iterator over `receive()` that ends at the disconnect. Hand-written rather than an async
    * generator: one promise a message instead of four, on the hottest path there is.
@@ -333,18 +272,6 @@ export class WebSocketContext<
       next: () => receive().then(toResult, endAtDisconnect),
       return: () => Promise.resolve(DONE),
     };
-  }
-
-  private push(message: WebSocketMessage): void {
-    const waiter = this.waiters.shift();
-    if (waiter) {
-      return waiter.resolve(
-        waiter.iterating ? { value: message, done: false } : message,
-      );
-    }
-    this.queue.push(message);
-    // stop reading: the peer's TCP window fills and it slows down until the handler catches up
-    if (this.queue.length >= this.settings.inboundQueue) this.ws.pause();
   }
 
   /** One wait for the socket to drain, shared by every pending `send()`. */
@@ -372,10 +299,7 @@ export class WebSocketContext<
   private onClose(code: number, reason: string): void {
     this.disconnect = disconnectOf(code, reason);
     this.abortController.abort(this.disconnect);
-    for (const waiter of this.waiters.splice(0)) {
-      if (waiter.iterating) waiter.resolve(DONE);
-      else waiter.reject(this.closedError('receive'));
-    }
+    this.inbound.end(() => this.closedError('receive'));
   }
 
   private closedError(action: string): WebSocketDisconnect {
@@ -394,10 +318,6 @@ export class WebSocketContext<
 }
 
 const RESOLVED = Promise.resolve();
-const DONE: IteratorReturnResult<undefined> = Object.freeze({
-  value: undefined,
-  done: true,
-});
 /** ws's frame options, by binary × fin, made once rather than per message. */
 const SEND_OPTIONS = [
   { binary: false, fin: false },
@@ -413,14 +333,4 @@ function toResult<T>(value: T): IteratorYieldResult<T> {
 function endAtDisconnect(error: unknown): IteratorReturnResult<undefined> {
   if (error instanceof WebSocketDisconnect) return DONE;
   throw error;
-}
-
-function combineSignals({
-  signal,
-  timeout,
-}: ReceiveOptions): AbortSignal | undefined {
-  const timer =
-    timeout === undefined ? undefined : AbortSignal.timeout(timeout);
-  if (signal && timer) return AbortSignal.any([signal, timer]);
-  return signal ?? timer;
 }

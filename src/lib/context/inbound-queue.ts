@@ -1,0 +1,115 @@
+import type WebSocket from 'ws';
+import type { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import type { WebSocketMessage } from './websocket-message';
+
+/** Options of `receive()`. @publicApi */
+export interface ReceiveOptions {
+  /** Stops waiting when aborted; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Stops waiting after this many ms; the promise rejects with a `TimeoutError` DOMException. */
+  timeout?: number;
+}
+
+interface Waiter {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+  /** An iterator's `next()`: settles with an IteratorResult, and with `done` at the end. */
+  iterating?: boolean;
+}
+
+/** What an iterator's `next()` settles with once the connection has ended. */
+export const DONE: IteratorReturnResult<undefined> = Object.freeze({
+  value: undefined,
+  done: true,
+});
+
+/**
+ * The messages a connection has received that its handler has not read yet, and the handler's
+ * pending reads, served in order. Above `limit` unread messages the socket is paused, so the
+ * peer's TCP window fills and it slows down; reading resumes as the handler catches up.
+ */
+export class InboundQueue {
+  private readonly messages: WebSocketMessage[] = [];
+  private readonly waiters: Waiter[] = [];
+  private ended?: () => WebSocketDisconnect;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly limit: number,
+  ) {}
+
+  push(message: WebSocketMessage): void {
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      return waiter.resolve(
+        waiter.iterating ? { value: message, done: false } : message,
+      );
+    }
+    this.messages.push(message);
+    if (this.messages.length >= this.limit) this.ws.pause();
+  }
+
+  /** The next message; once the queue is empty after the end, rejects with the end's error. */
+  next(options: ReceiveOptions = {}): Promise<WebSocketMessage> {
+    const queued = this.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.ended) return Promise.reject(this.ended());
+    const signal = combineSignals(options);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      if (!signal)
+        return this.waiters.push({
+          resolve: resolve as Waiter['resolve'],
+          reject,
+        });
+      const onAbort = () => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(signal.reason);
+      };
+      const settle = () => signal.removeEventListener('abort', onAbort);
+      const waiter: Waiter = {
+        resolve: (message) => (settle(), resolve(message as WebSocketMessage)),
+        reject: (error) => (settle(), reject(error)),
+      };
+      this.waiters.push(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** `next()` for `for await`: settles straight with the IteratorResult, no promise in between. */
+  nextResult(): Promise<IteratorResult<WebSocketMessage>> {
+    const queued = this.shift();
+    if (queued) return Promise.resolve({ value: queued, done: false });
+    if (this.ended) return Promise.resolve(DONE);
+    return new Promise((resolve, reject) =>
+      this.waiters.push({ resolve, reject, iterating: true }),
+    );
+  }
+
+  /** No message will come any more: pending reads end now, later ones once the queue is read. */
+  end(error: () => WebSocketDisconnect): void {
+    this.ended = error;
+    for (const waiter of this.waiters.splice(0)) {
+      if (waiter.iterating) waiter.resolve(DONE);
+      else waiter.reject(error());
+    }
+  }
+
+  /** The oldest queued message, resuming reading once the queue has room again. */
+  private shift(): WebSocketMessage | undefined {
+    const queued = this.messages.shift();
+    if (queued && this.ws.isPaused && this.messages.length < this.limit)
+      this.ws.resume();
+    return queued;
+  }
+}
+
+function combineSignals({
+  signal,
+  timeout,
+}: ReceiveOptions): AbortSignal | undefined {
+  const timer =
+    timeout === undefined ? undefined : AbortSignal.timeout(timeout);
+  if (signal && timer) return AbortSignal.any([signal, timer]);
+  return signal ?? timer;
+}
