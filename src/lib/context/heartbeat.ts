@@ -1,44 +1,65 @@
 import type WebSocket from 'ws';
 import type { HeartbeatOptions } from '../interfaces/ws-endpoint-options.interface';
 
+interface Peer {
+  /** When the last ping was sent, or the peer last proved alive. */
+  since: number;
+  awaitingPong: boolean;
+}
+
 /**
- * Pings the peer every `interval` and drops the connection when no pong arrives within `timeout`.
- * While reading is paused for backpressure the peer is evidently sending, and its pongs wait
- * unread behind its messages, so the check is skipped until reading resumes.
+ * Ping/pong dead-peer detection for all the connections of an endpoint, with one timer rather
+ * than one a connection: every `min(interval, timeout) / 2` ms it pings the peers quiet for
+ * `interval` and drops those that have not answered a ping within `timeout`. While reading is
+ * paused for backpressure the peer is evidently sending, and its pongs wait unread behind its
+ * messages, so it is left alone until reading resumes.
  */
-export class Heartbeat {
-  private timer: NodeJS.Timeout;
-  private awaitingPong = false;
+export class HeartbeatMonitor {
+  private readonly peers = new Map<WebSocket, Peer>();
+  private timer?: NodeJS.Timeout;
+  private readonly onPong: (this: WebSocket) => void;
+  private readonly onClose: (this: WebSocket) => void;
 
-  constructor(
-    private readonly ws: WebSocket,
-    private readonly options: HeartbeatOptions,
-    private readonly isReadingPaused: () => boolean,
-  ) {
-    this.timer = setTimeout(() => this.tick(), options.interval).unref();
-    ws.on('pong', () => {
-      this.awaitingPong = false;
-      this.schedule(options.interval);
-    });
-    ws.once('close', () => clearTimeout(this.timer));
+  constructor(private readonly options: HeartbeatOptions) {
+    const peers = this.peers;
+    // shared listeners, with the socket as `this`: no closure per connection
+    this.onPong = function () {
+      const peer = peers.get(this);
+      if (peer) Object.assign(peer, { since: Date.now(), awaitingPong: false });
+    };
+    this.onClose = function () {
+      peers.delete(this);
+    };
   }
 
-  private tick(): void {
-    if (this.isReadingPaused()) {
-      this.awaitingPong = false;
-      return this.schedule(this.options.interval);
-    }
-    if (this.awaitingPong) {
-      this.ws.terminate();
-      return;
-    }
-    this.awaitingPong = true;
-    this.ws.ping();
-    this.schedule(this.options.timeout);
+  watch(ws: WebSocket): void {
+    this.peers.set(ws, { since: Date.now(), awaitingPong: false });
+    ws.on('pong', this.onPong);
+    ws.once('close', this.onClose);
+    const period = Math.max(
+      1,
+      Math.min(this.options.interval, this.options.timeout) / 2,
+    );
+    this.timer ??= setInterval(() => this.check(), period).unref();
   }
 
-  private schedule(ms: number): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.tick(), ms).unref();
+  private check(): void {
+    const now = Date.now();
+    for (const [ws, peer] of this.peers) {
+      if (ws.isPaused) {
+        peer.since = now;
+        peer.awaitingPong = false;
+      } else if (peer.awaitingPong) {
+        if (now - peer.since >= this.options.timeout) ws.terminate();
+      } else if (now - peer.since >= this.options.interval) {
+        peer.since = now;
+        peer.awaitingPong = true;
+        ws.ping();
+      }
+    }
+    if (this.peers.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
   }
 }

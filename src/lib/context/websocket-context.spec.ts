@@ -27,7 +27,6 @@ async function pair(
     inboundQueue: 64,
     sendHighWaterMark: 1024 * 1024,
     sendTimeout: 10_000,
-    heartbeat: false,
     ...contextSettings,
   });
   return { server, client, context };

@@ -7,11 +7,10 @@ import {
   disconnectOf,
   WebSocketDisconnect,
 } from '../errors/ws-disconnect.exception';
-import type { HeartbeatOptions } from '../interfaces/ws-endpoint-options.interface';
 import { SLOW_CONSUMER, SOCKET_CLOSED } from '../messages';
 import { CloseCode } from './close-code.enum';
 import { assertValidClose } from './close-frame';
-import { Heartbeat } from './heartbeat';
+import type { HeartbeatMonitor } from './heartbeat';
 import { DONE, InboundQueue, type ReceiveOptions } from './inbound-queue';
 import { WebSocketMessage } from './websocket-message';
 
@@ -46,7 +45,8 @@ export interface ContextSettings {
   sendHighWaterMark: number;
   /** ms `send()` waits for a drain before the peer is closed with 1013. */
   sendTimeout: number;
-  heartbeat: HeartbeatOptions | false;
+  /** Watches the peer for dead-peer detection; none when heartbeats are off. */
+  heartbeat?: HeartbeatMonitor;
 }
 
 /** A request as the HTTP platform leaves it after routing and guards. */
@@ -80,7 +80,9 @@ export class WebSocketContext<
   readonly user: TUser;
 
   private readonly inbound: InboundQueue;
-  private readonly abortController = new AbortController();
+  // made on first use of `signal`: most handlers never touch it, and an AbortSignal is not small
+  private abortController?: AbortController;
+  private abortReason?: WebSocketDisconnect;
   private readonly closedPromise: Promise<void>;
   private drained?: Promise<void>;
   private disconnect?: WebSocketDisconnect;
@@ -112,9 +114,7 @@ export class WebSocketContext<
         resolve();
       }),
     );
-    if (settings.heartbeat) {
-      new Heartbeat(ws, settings.heartbeat, () => ws.isPaused);
-    }
+    settings.heartbeat?.watch(ws);
   }
 
   /** The upgrade request's headers. */
@@ -145,6 +145,10 @@ export class WebSocketContext<
 
   /** Aborted when the connection ends, or starts to end; pass it to whatever the handler awaits. */
   get signal(): AbortSignal {
+    if (!this.abortController) {
+      this.abortController = new AbortController();
+      if (this.abortReason) this.abortController.abort(this.abortReason);
+    }
     return this.abortController.signal;
   }
 
@@ -248,7 +252,7 @@ export class WebSocketContext<
    * @internal for the shutdown and the slow-consumer check
    */
   end(code: number, reason: string): void {
-    this.abortController.abort(disconnectOf(code, reason));
+    this.abort(disconnectOf(code, reason));
     void this.close(code, reason);
   }
 
@@ -256,7 +260,7 @@ export class WebSocketContext<
     payload: unknown,
     frame: { binary: boolean; fin: boolean },
   ): Promise<void> {
-    if (this.ws.readyState !== WebSocket.OPEN || this.signal.aborted) {
+    if (this.ws.readyState !== WebSocket.OPEN || this.abortReason) {
       return Promise.reject(this.closedError('send'));
     }
     this.ws.send(payload as string | Buffer, frame);
@@ -296,16 +300,20 @@ export class WebSocketContext<
     return this.drained;
   }
 
+  private abort(reason: WebSocketDisconnect): void {
+    if (this.abortReason) return;
+    this.abortReason = reason;
+    this.abortController?.abort(reason);
+  }
+
   private onClose(code: number, reason: string): void {
     this.disconnect = disconnectOf(code, reason);
-    this.abortController.abort(this.disconnect);
+    this.abort(this.disconnect);
     this.inbound.end(() => this.closedError('receive'));
   }
 
   private closedError(action: string): WebSocketDisconnect {
-    const ended =
-      this.disconnect ??
-      (this.signal.reason as WebSocketDisconnect | undefined);
+    const ended = this.disconnect ?? this.abortReason;
     const message = ended
       ? SOCKET_CLOSED(action, ended.code)
       : `Cannot ${action}: the socket is closing.`;

@@ -16,6 +16,7 @@ import {
 } from 'rxjs';
 import { WebSocketServer } from 'ws';
 import { CloseCode, isSendableCloseCode } from '../context/close-code.enum';
+import type { HeartbeatMonitor } from '../context/heartbeat';
 import { MessageParser, WebSocketContext } from '../context/websocket-context';
 import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
@@ -36,6 +37,7 @@ export interface SessionEndpoint {
   definition: WsEndpointDefinition;
   server: WebSocketServer;
   parse: MessageParser;
+  heartbeat?: HeartbeatMonitor;
 }
 
 /**
@@ -74,6 +76,7 @@ export class SessionRunner {
           upgrade.request,
           {
             ...options,
+            heartbeat: endpoint.heartbeat,
             parse,
             onRejectedMessage: (socket, error) =>
               this.rejectMessage(definition, socket, error),
@@ -228,7 +231,7 @@ function assertProtocolOffered(
  * another socket (a failed broadcast, say) is an error of this handler like any other.
  */
 function endsSession(error: unknown, context: WebSocketContext): boolean {
-  return error instanceof WebSocketDisconnect && context.signal.aborted;
+  return error instanceof WebSocketDisconnect && context.state !== 'open';
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {

@@ -9,6 +9,8 @@ import type { IncomingHttpHeaders } from 'node:http';
  */
 export function isWebSocketUpgrade(context: ExecutionContext): boolean {
   if (context.getType() !== 'http') return false;
-  const request = context.switchToHttp().getRequest<{ headers?: IncomingHttpHeaders }>();
+  const request = context
+    .switchToHttp()
+    .getRequest<{ headers?: IncomingHttpHeaders }>();
   return request?.headers?.upgrade?.toLowerCase() === 'websocket';
 }

@@ -20,6 +20,7 @@ import { RouteParamsFactory } from '@nestjs/core/router/route-params-factory';
 import { RouterExceptionFilters } from '@nestjs/core/router/router-exception-filters';
 import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
 import { WebSocketServer } from 'ws';
+import { HeartbeatMonitor } from '../context/heartbeat';
 import { MessageParser, UpgradeRequest } from '../context/websocket-context';
 import { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import type { ResolvedWsEndpointOptions } from '../interfaces/ws-endpoint-options.interface';
@@ -86,6 +87,9 @@ export class WsRouteFactory {
       definition,
       server: createServer(definition.options),
       parse: this.createParser(definition),
+      heartbeat: definition.options.heartbeat
+        ? new HeartbeatMonitor(definition.options.heartbeat)
+        : undefined,
     };
     const runner = this.runner;
     // Nest calls this in place of the method once guards and param pipes have passed.
