@@ -1,11 +1,15 @@
 import {
+  ArgumentsHost,
   CallHandler,
+  Catch,
+  ExceptionFilter,
   Controller,
   ExecutionContext,
   ForbiddenException,
   INestApplication,
   Injectable,
   NestInterceptor,
+  UseFilters,
   UseInterceptors,
 } from '@nestjs/common';
 import { WsException } from '@nestjs/websockets';
@@ -86,6 +90,17 @@ class ShapesController {
   }
 }
 
+/** An endpoint's own filter, choosing the close code after the upgrade (no interceptor here). */
+@Catch(ForbiddenException)
+class ClosingFilter implements ExceptionFilter {
+  async catch(_error: ForbiddenException, host: ArgumentsHost) {
+    await host
+      .switchToWs()
+      .getClient<WebSocketContext>()
+      .close(4499, 'Chosen by the filter');
+  }
+}
+
 @Controller('errors')
 class ErrorsController {
   @Ws('ws-exception')
@@ -114,6 +129,12 @@ class ErrorsController {
     await socket.receive();
     // e.g. a send to another client that has gone: an error of this handler, not its end
     throw new WebSocketDisconnect(1001, 'Other client left');
+  }
+
+  @Ws('filtered')
+  @UseFilters(ClosingFilter)
+  async filtered() {
+    throw new ForbiddenException('Filtered');
   }
 
   @Ws('observable-error')
@@ -235,6 +256,14 @@ describe('sessions', () => {
     it('closes with 1008 and the JSON of a WsException given an object without message', async () => {
       const client = await connectWs(app, '/errors/ws-exception-object');
       expect(await client.closed).toEqual({ code: 1008, reason: '{"code":7}' });
+    });
+
+    it("lets the endpoint's exception filter choose the close code", async () => {
+      const client = await connectWs(app, '/errors/filtered');
+      expect(await client.closed).toEqual({
+        code: 4499,
+        reason: 'Chosen by the filter',
+      });
     });
 
     it('closes with 4000 + status for an HttpException', async () => {

@@ -28,7 +28,7 @@ import {
   NO_COMMON_PROTOCOL,
   SHUTTING_DOWN,
 } from '../messages';
-import type { PendingUpgrade } from '../upgrade/pending-upgrade';
+import { PendingUpgrade, pendingUpgrades } from '../upgrade/pending-upgrade';
 import { closeForError, errorFrameFor } from './close-for-error';
 import { WebSocketSessions } from './websocket-sessions';
 
@@ -51,12 +51,18 @@ export class SessionRunner {
 
   constructor(private readonly sessions: WebSocketSessions) {}
 
-  /** Completes the handshake and runs the handler until the session ends. */
+  /**
+   * Completes the handshake and runs the handler. Without `detach`, resolves when the session
+   * ends and rejects with the handler's error; with it, resolves once the handshake is done,
+   * runs the session on its own (outside the upgrade's async context, so that nothing of the
+   * HTTP pipeline stays reachable from it) and hands its error to `detach`.
+   */
   async run(
     endpoint: SessionEndpoint,
     upgrade: PendingUpgrade,
     instance: object,
     args: unknown[],
+    detach?: (context: WebSocketContext, error: unknown) => Promise<void>,
   ): Promise<void> {
     const { definition, parse } = endpoint;
     const { options } = definition;
@@ -85,9 +91,17 @@ export class SessionRunner {
         ),
     );
     upgrade.context = context;
-    const done = this.runHandler(definition, context, instance, args);
+    if (!detach) {
+      const done = this.runHandler(definition, context, instance, args);
+      this.sessions.track(context, done);
+      return done;
+    }
+    const done = pendingUpgrades.exit(() =>
+      this.runHandler(definition, context, instance, args).catch((error) =>
+        detach(context, error),
+      ),
+    );
     this.sessions.track(context, done);
-    return done;
   }
 
   /**

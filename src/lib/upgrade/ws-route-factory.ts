@@ -21,7 +21,11 @@ import { RouterExceptionFilters } from '@nestjs/core/router/router-exception-fil
 import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
 import { WebSocketServer } from 'ws';
 import { HeartbeatMonitor } from '../context/heartbeat';
-import { MessageParser, UpgradeRequest } from '../context/websocket-context';
+import {
+  MessageParser,
+  UpgradeRequest,
+  WebSocketContext,
+} from '../context/websocket-context';
 import { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import type { ResolvedWsEndpointOptions } from '../interfaces/ws-endpoint-options.interface';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
@@ -48,6 +52,7 @@ const UPGRADE_REQUIRED_STATUS = 426;
 export class WsRouteFactory {
   private readonly container: NestContainer;
   private readonly pipes: PipesContextCreator;
+  private readonly interceptors: InterceptorsContextCreator;
   private readonly pipesConsumer = new PipesConsumer();
   private readonly executionContext: WsExecutionContext;
   private readonly exceptionFilters: RouterExceptionFilters;
@@ -64,13 +69,14 @@ export class WsRouteFactory {
       moduleRef as unknown as { container: NestContainer }
     ).container;
     this.pipes = new PipesContextCreator(this.container, config);
+    this.interceptors = new InterceptorsContextCreator(this.container, config);
     this.executionContext = new WsExecutionContext(
       new RouteParamsFactory(config),
       this.pipes,
       this.pipesConsumer,
       new GuardsContextCreator(this.container, config),
       new GuardsConsumer(),
-      new InterceptorsContextCreator(this.container, config),
+      this.interceptors,
       new InterceptorsConsumer(),
       adapter,
     );
@@ -92,9 +98,21 @@ export class WsRouteFactory {
         : undefined,
     };
     const runner = this.runner;
-    // Nest calls this in place of the method once guards and param pipes have passed.
+    // Nest calls this in place of the method once guards and param pipes have passed. With
+    // interceptors, it lasts as long as the session, so that they wrap it; without, it returns
+    // once the handshake is done, and Nest lets go of the request's pipeline state (the request,
+    // the response, its closures) instead of holding it for the life of the connection.
+    let fail:
+      | ((context: WebSocketContext, error: unknown) => Promise<void>)
+      | undefined;
     const callback = function (this: object, ...args: unknown[]) {
-      return runner.run(endpoint, pendingUpgrades.getStore()!, this, args);
+      return runner.run(
+        endpoint,
+        pendingUpgrades.getStore()!,
+        this,
+        args,
+        fail,
+      );
     };
     // guards and interceptors see it as the handler: give it the method's name and metadata
     Object.defineProperty(callback, 'name', { value: methodName });
@@ -118,6 +136,18 @@ export class WsRouteFactory {
     const filters = (
       exceptions as unknown as { filters: ExceptionFilterMetadata[] }
     ).filters;
+    const failSession = (context: WebSocketContext, error: unknown) => {
+      const host = new ExecutionContextHost(
+        [context, undefined],
+        instance.constructor as Type,
+        callback,
+      );
+      host.setType('ws');
+      return this.runner.fail(definition, context, error, filters, host);
+    };
+    if (this.interceptors.create(instance, callback, moduleKey).length === 0) {
+      fail = failSession;
+    }
 
     const route = async (
       request: UpgradeRequest,
@@ -137,19 +167,7 @@ export class WsRouteFactory {
         await execute(request, response, next as Function);
       } catch (error) {
         if (upgrade?.context) {
-          const host = new ExecutionContextHost(
-            [upgrade.context, undefined],
-            instance.constructor as Type,
-            callback,
-          );
-          host.setType('ws');
-          await this.runner.fail(
-            definition,
-            upgrade.context,
-            error,
-            filters,
-            host,
-          );
+          await failSession(upgrade.context, error);
         } else if (error instanceof WebSocketDisconnect) {
           upgrade?.socket.destroy();
         } else {
