@@ -96,12 +96,12 @@ export class SessionRunner {
       this.sessions.track(context, done);
       return done;
     }
-    const done = pendingUpgrades.exit(() =>
-      this.runHandler(definition, context, instance, args).catch((error) =>
-        detach(context, error),
-      ),
-    );
-    this.sessions.track(context, done);
+    pendingUpgrades.exit(() => {
+      const done = this.runHandler(definition, context, instance, args).catch(
+        (error) => detach(context, error),
+      );
+      this.sessions.track(context, done);
+    });
   }
 
   /**

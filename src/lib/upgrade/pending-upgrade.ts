@@ -59,6 +59,10 @@ export class PendingUpgrade {
       server.handleUpgrade(this.request, this.socket, this.head, (ws) => {
         server.off('wsClientError', onClientError);
         this.response.detachSocket(this.socket as never);
+        // Express links the request to its response and router; after the upgrade they are dead
+        // weight for the life of the connection
+        Reflect.deleteProperty(this.request, 'res');
+        Reflect.deleteProperty(this.request, 'next');
         // wrapped at once: frames that came with the request are emitted before any await resumes
         resolve(wrap(ws));
       });
