@@ -17,7 +17,11 @@ import {
 import { WebSocketServer } from 'ws';
 import { CloseCode, isSendableCloseCode } from '../context/close-code.enum';
 import type { HeartbeatMonitor } from '../context/heartbeat';
-import { MessageParser, WebSocketContext } from '../context/websocket-context';
+import {
+  ContextSettings,
+  MessageParser,
+  WebSocketContext,
+} from '../context/websocket-context';
 import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
@@ -48,6 +52,7 @@ export interface SessionEndpoint {
 @Injectable()
 export class SessionRunner {
   private readonly logger = new Logger(SessionRunner.name);
+  private readonly settings = new WeakMap<SessionEndpoint, ContextSettings>();
 
   constructor(private readonly sessions: WebSocketSessions) {}
 
@@ -64,7 +69,7 @@ export class SessionRunner {
     args: unknown[],
     detach?: (context: WebSocketContext, error: unknown) => Promise<void>,
   ): Promise<void> {
-    const { definition, parse } = endpoint;
+    const { definition } = endpoint;
     const { options } = definition;
     if (this.sessions.isDraining) {
       throw new ServiceUnavailableException(SHUTTING_DOWN);
@@ -74,21 +79,11 @@ export class SessionRunner {
       options.protocols,
       options.rejectUnknownProtocols,
     );
+    const settings = this.settingsOf(endpoint);
     const context = await upgrade.accept(
       endpoint.server,
       (ws) =>
-        new WebSocketContext(
-          ws,
-          upgrade.request,
-          {
-            ...options,
-            heartbeat: endpoint.heartbeat,
-            parse,
-            onRejectedMessage: (socket, error) =>
-              this.rejectMessage(definition, socket, error),
-          },
-          upgrade.routed,
-        ),
+        new WebSocketContext(ws, upgrade.request, settings, upgrade.routed),
     );
     upgrade.context = context;
     if (!detach) {
@@ -134,6 +129,23 @@ export class SessionRunner {
       );
     }
     if (context.state === 'open') await context.close(code, close.reason);
+  }
+
+  /** The context settings of an endpoint, made once and shared by its connections. */
+  private settingsOf(endpoint: SessionEndpoint): ContextSettings {
+    let settings = this.settings.get(endpoint);
+    if (!settings) {
+      const { definition } = endpoint;
+      settings = {
+        ...definition.options,
+        heartbeat: endpoint.heartbeat,
+        parse: endpoint.parse,
+        onRejectedMessage: (socket, error) =>
+          this.rejectMessage(definition, socket, error),
+      };
+      this.settings.set(endpoint, settings);
+    }
+    return settings;
   }
 
   private async filtered(
