@@ -36,30 +36,28 @@ interface ServerSpec {
   paths: Partial<Record<'text' | 'json' | 'guarded' | 'plain', string>>;
 }
 
+/** Our servers' and raw ws's endpoints: text, JSON, a guarded one, and one for handshakes. */
+const ECHO_PATHS = {
+  text: '/text',
+  json: '/json',
+  guarded: '/guarded',
+  plain: '/text',
+};
+
 const SERVERS: ServerSpec[] = [
   {
     id: 'raw-ws',
     label: 'a. raw ws',
     file: 'raw-ws.ts',
     kind: 'plain',
-    paths: {
-      text: '/text',
-      json: '/json',
-      guarded: '/guarded',
-      plain: '/text',
-    },
+    paths: ECHO_PATHS,
   },
   {
     id: 'ours',
     label: 'b. @Ws loop',
     file: 'ours.ts',
     kind: 'plain',
-    paths: {
-      text: '/text',
-      json: '/json',
-      guarded: '/guarded',
-      plain: '/text',
-    },
+    paths: ECHO_PATHS,
   },
   {
     id: 'ours-dto',
