@@ -91,12 +91,7 @@ export class SessionRunner {
       this.sessions.track(context, done);
       return done;
     }
-    pendingUpgrades.exit(() => {
-      const done = this.runHandler(definition, context, instance, args).catch(
-        (error) => detach(context, error),
-      );
-      this.sessions.track(context, done);
-    });
+    this.runDetached(definition, context, instance, args, detach);
   }
 
   /**
@@ -129,6 +124,25 @@ export class SessionRunner {
       );
     }
     if (context.state === 'open') await context.close(code, close.reason);
+  }
+
+  /**
+   * Runs a session on its own. A method of its own, so that the closures that live as long as the
+   * session cannot keep the upgrade (its request, response and head) reachable through `run`'s scope.
+   */
+  private runDetached(
+    definition: WsEndpointDefinition,
+    context: WebSocketContext,
+    instance: object,
+    args: unknown[],
+    onError: (context: WebSocketContext, error: unknown) => Promise<void>,
+  ): void {
+    pendingUpgrades.exit(() => {
+      const done = this.runHandler(definition, context, instance, args).catch(
+        (error) => onError(context, error),
+      );
+      this.sessions.track(context, done);
+    });
   }
 
   /** The context settings of an endpoint, made once and shared by its connections. */
