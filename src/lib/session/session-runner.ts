@@ -40,8 +40,8 @@ import { WebSocketSessions } from './websocket-sessions';
 export interface SessionEndpoint {
   definition: WsEndpointDefinition;
   server: WebSocketServer;
-  parse: MessageParser;
-  heartbeat?: HeartbeatMonitor;
+  /** Shared by the endpoint's connections. */
+  settings: ContextSettings;
 }
 
 /**
@@ -52,7 +52,6 @@ export interface SessionEndpoint {
 @Injectable()
 export class SessionRunner {
   private readonly logger = new Logger(SessionRunner.name);
-  private readonly settings = new WeakMap<SessionEndpoint, ContextSettings>();
 
   constructor(private readonly sessions: WebSocketSessions) {}
 
@@ -79,11 +78,15 @@ export class SessionRunner {
       options.protocols,
       options.rejectUnknownProtocols,
     );
-    const settings = this.settingsOf(endpoint);
     const context = await upgrade.accept(
       endpoint.server,
       (ws) =>
-        new WebSocketContext(ws, upgrade.request, settings, upgrade.routed),
+        new WebSocketContext(
+          ws,
+          upgrade.request,
+          endpoint.settings,
+          upgrade.routed,
+        ),
     );
     upgrade.context = context;
     if (!detach) {
@@ -145,21 +148,19 @@ export class SessionRunner {
     });
   }
 
-  /** The context settings of an endpoint, made once and shared by its connections. */
-  private settingsOf(endpoint: SessionEndpoint): ContextSettings {
-    let settings = this.settings.get(endpoint);
-    if (!settings) {
-      const { definition } = endpoint;
-      settings = {
-        ...definition.options,
-        heartbeat: endpoint.heartbeat,
-        parse: endpoint.parse,
-        onRejectedMessage: (socket, error) =>
-          this.rejectMessage(definition, socket, error),
-      };
-      this.settings.set(endpoint, settings);
-    }
-    return settings;
+  /** The context settings of an endpoint's connections: its options, its parser, its heartbeat. */
+  contextSettings(
+    definition: WsEndpointDefinition,
+    parse: MessageParser,
+    heartbeat?: HeartbeatMonitor,
+  ): ContextSettings {
+    return {
+      ...definition.options,
+      heartbeat,
+      parse,
+      onRejectedMessage: (socket, error) =>
+        this.rejectMessage(definition, socket, error),
+    };
   }
 
   private async filtered(

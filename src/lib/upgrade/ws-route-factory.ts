@@ -89,29 +89,30 @@ export class WsRouteFactory {
 
   create(definition: WsEndpointDefinition): RouteHandler {
     const { instance, method, methodName, moduleKey } = definition;
+    const { heartbeat } = definition.options;
     const endpoint: SessionEndpoint = {
       definition,
       server: createServer(definition.options),
-      parse: this.createParser(definition),
-      heartbeat: definition.options.heartbeat
-        ? new HeartbeatMonitor(definition.options.heartbeat)
-        : undefined,
+      settings: this.runner.contextSettings(
+        definition,
+        this.createParser(definition),
+        heartbeat ? new HeartbeatMonitor(heartbeat) : undefined,
+      ),
     };
     const runner = this.runner;
     // Nest calls this in place of the method once guards and param pipes have passed. With
     // interceptors, it lasts as long as the session, so that they wrap it; without, it returns
     // once the handshake is done, and Nest lets go of the request's pipeline state (the request,
     // the response, its closures) instead of holding it for the life of the connection.
-    let fail:
-      | ((context: WebSocketContext, error: unknown) => Promise<void>)
-      | undefined;
+    const detached =
+      this.interceptors.create(instance, method, moduleKey).length === 0;
     const callback = function (this: object, ...args: unknown[]) {
       return runner.run(
         endpoint,
         pendingUpgrades.getStore()!,
         this,
         args,
-        fail,
+        detached ? failSession : undefined,
       );
     };
     // guards and interceptors see it as the handler: give it the method's name and metadata
@@ -145,9 +146,6 @@ export class WsRouteFactory {
       host.setType('ws');
       return this.runner.fail(definition, context, error, filters, host);
     };
-    if (this.interceptors.create(instance, callback, moduleKey).length === 0) {
-      fail = failSession;
-    }
 
     const route = async (
       request: UpgradeRequest,
