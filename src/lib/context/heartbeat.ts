@@ -35,7 +35,7 @@ export class HeartbeatMonitor {
   watch(ws: WebSocket): void {
     this.peers.set(ws, { since: Date.now(), awaitingPong: false });
     ws.on('pong', this.onPong);
-    ws.once('close', this.onClose);
+    ws.on('close', this.onClose);
     const period = Math.max(
       1,
       Math.min(this.options.interval, this.options.timeout) / 2,

@@ -30,7 +30,7 @@ export const DONE: IteratorReturnResult<undefined> = Object.freeze({
  */
 export class InboundQueue {
   private readonly messages: WebSocketMessage[] = [];
-  private readonly waiters: Waiter[] = [];
+  private waiters: Waiter[] = [];
   private ended?: () => WebSocketDisconnect;
 
   constructor(
@@ -58,10 +58,7 @@ export class InboundQueue {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       if (!signal)
-        return this.waiters.push({
-          resolve: resolve as Waiter['resolve'],
-          reject,
-        });
+        return this.wait({ resolve: resolve as Waiter['resolve'], reject });
       const onAbort = () => {
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
         reject(signal.reason);
@@ -71,7 +68,7 @@ export class InboundQueue {
         resolve: (message) => (settle(), resolve(message as WebSocketMessage)),
         reject: (error) => (settle(), reject(error)),
       };
-      this.waiters.push(waiter);
+      this.wait(waiter);
       signal.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -82,8 +79,14 @@ export class InboundQueue {
     if (queued) return Promise.resolve({ value: queued, done: false });
     if (this.ended) return Promise.resolve(DONE);
     return new Promise((resolve, reject) =>
-      this.waiters.push({ resolve, reject, iterating: true }),
+      this.wait({ resolve, reject, iterating: true }),
     );
+  }
+
+  private wait(waiter: Waiter): void {
+    // one waiter is the rule: an array of exactly one rather than the 17 slots a push reserves
+    if (this.waiters.length) this.waiters.push(waiter);
+    else this.waiters = [waiter];
   }
 
   /** No message will come any more: pending reads end now, later ones once the queue is read. */

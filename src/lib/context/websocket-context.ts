@@ -68,10 +68,9 @@ export class WebSocketContext<
   TUser = any,
   TData extends object = Record<string, any>,
 > implements AsyncIterable<WebSocketMessage> {
-  /** A unique id of this connection. */
-  readonly id = randomUUID();
-  /** Per-connection storage for the application. */
-  data = {} as TData;
+  // made on first use, as is `data`: an idle connection should cost little more than its socket
+  private uuid?: string;
+  private appData?: TData;
   /** The route's path parameters. */
   readonly params: Record<string, string>;
   /** The upgrade request's query parameters. */
@@ -84,6 +83,7 @@ export class WebSocketContext<
   private abortController?: AbortController;
   private abortReason?: WebSocketDisconnect;
   private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
   private drained?: Promise<void>;
   private disconnect?: WebSocketDisconnect;
 
@@ -99,22 +99,28 @@ export class WebSocketContext<
     this.query = routed.query ?? {};
     this.user = routed.user as TUser;
     this.inbound = new InboundQueue(ws, settings.inboundQueue);
-    ws.on('message', (data: Buffer, isBinary: boolean) =>
-      this.inbound.push(
-        new WebSocketMessage(data, isBinary ? 'binary' : 'text'),
-      ),
+    this.closedPromise = new Promise(
+      (resolve) => (this.resolveClosed = resolve),
     );
-    // ws closes the connection itself after a protocol error (1002, 1007, 1009); the 'close' event follows.
-    ws.on('error', (error) =>
-      new Logger(WebSocketContext.name).debug(`${this.id}: ${error.message}`),
-    );
-    this.closedPromise = new Promise((resolve) =>
-      ws.once('close', (code: number, reason: Buffer) => {
-        this.onClose(code, reason.toString());
-        resolve();
-      }),
-    );
+    (ws as ContextualWebSocket)[CONTEXT] = this;
+    ws.on('message', WebSocketContext.onMessage);
+    ws.on('error', WebSocketContext.onError);
+    ws.on('close', WebSocketContext.onClose);
     settings.heartbeat?.watch(ws);
+  }
+
+  /** A unique id of this connection. */
+  get id(): string {
+    return (this.uuid ??= randomUUID());
+  }
+
+  /** Per-connection storage for the application. */
+  get data(): TData {
+    return (this.appData ??= {} as TData);
+  }
+
+  set data(data: TData) {
+    this.appData = data;
   }
 
   /** The upgrade request's headers. */
@@ -306,10 +312,30 @@ export class WebSocketContext<
     this.abortController?.abort(reason);
   }
 
-  private onClose(code: number, reason: string): void {
-    this.disconnect = disconnectOf(code, reason);
-    this.abort(this.disconnect);
-    this.inbound.end(() => this.closedError('receive'));
+  // the socket's listeners, shared by every connection: the socket is `this`, its context a property
+  private static onMessage(
+    this: WebSocket,
+    data: Buffer,
+    isBinary: boolean,
+  ): void {
+    contextOf(this).inbound.push(
+      new WebSocketMessage(data, isBinary ? 'binary' : 'text'),
+    );
+  }
+
+  // ws closes the connection itself after a protocol error (1002, 1007, 1009); 'close' follows
+  private static onError(this: WebSocket, error: Error): void {
+    new Logger(WebSocketContext.name).debug(
+      `${contextOf(this).id}: ${error.message}`,
+    );
+  }
+
+  private static onClose(this: WebSocket, code: number, reason: Buffer): void {
+    const context = contextOf(this);
+    context.disconnect = disconnectOf(code, reason.toString());
+    context.abort(context.disconnect);
+    context.inbound.end(() => context.closedError('receive'));
+    context.resolveClosed();
   }
 
   private closedError(action: string): WebSocketDisconnect {
@@ -324,6 +350,11 @@ export class WebSocketContext<
     );
   }
 }
+
+const CONTEXT = Symbol('ws-endpoints:context');
+type ContextualWebSocket = WebSocket & { [CONTEXT]: WebSocketContext };
+
+const contextOf = (ws: WebSocket) => (ws as ContextualWebSocket)[CONTEXT];
 
 const RESOLVED = Promise.resolve();
 /** ws's frame options, by binary × fin, made once rather than per message. */

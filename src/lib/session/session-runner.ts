@@ -32,7 +32,7 @@ import {
   NO_COMMON_PROTOCOL,
   SHUTTING_DOWN,
 } from '../messages';
-import { PendingUpgrade, pendingUpgrades } from '../upgrade/pending-upgrade';
+import type { PendingUpgrade } from '../upgrade/pending-upgrade';
 import { closeForError, errorFrameFor } from './close-for-error';
 import { WebSocketSessions } from './websocket-sessions';
 
@@ -58,8 +58,8 @@ export class SessionRunner {
   /**
    * Completes the handshake and runs the handler. Without `detach`, resolves when the session
    * ends and rejects with the handler's error; with it, resolves once the handshake is done,
-   * runs the session on its own (outside the upgrade's async context, so that nothing of the
-   * HTTP pipeline stays reachable from it) and hands its error to `detach`.
+   * runs the session on its own, so that nothing of the HTTP pipeline stays reachable from it,
+   * and hands its error to `detach`.
    */
   async run(
     endpoint: SessionEndpoint,
@@ -91,10 +91,18 @@ export class SessionRunner {
     upgrade.context = context;
     if (!detach) {
       const done = this.runHandler(definition, context, instance, args);
-      this.sessions.track(context, done);
+      this.sessions.track(
+        context,
+        Promise.allSettled([context.closed, done]).then(() =>
+          this.sessions.release(context),
+        ),
+      );
       return done;
     }
-    this.runDetached(definition, context, instance, args, detach);
+    this.sessions.track(
+      context,
+      this.runDetached(definition, context, instance, args, detach),
+    );
   }
 
   /**
@@ -130,22 +138,24 @@ export class SessionRunner {
   }
 
   /**
-   * Runs a session on its own. A method of its own, so that the closures that live as long as the
-   * session cannot keep the upgrade (its request, response and head) reachable through `run`'s scope.
+   * A detached session, from the handler call until its connection has closed. A method of its
+   * own, so that what lives as long as the session cannot keep the upgrade (its request, response
+   * and head) reachable through `run`'s scope.
    */
-  private runDetached(
+  private async runDetached(
     definition: WsEndpointDefinition,
     context: WebSocketContext,
     instance: object,
     args: unknown[],
     onError: (context: WebSocketContext, error: unknown) => Promise<void>,
-  ): void {
-    pendingUpgrades.exit(() => {
-      const done = this.runHandler(definition, context, instance, args).catch(
-        (error) => onError(context, error),
-      );
-      this.sessions.track(context, done);
-    });
+  ): Promise<void> {
+    try {
+      await this.runHandler(definition, context, instance, args);
+    } catch (error) {
+      await onError(context, error);
+    }
+    await context.closed;
+    this.sessions.release(context);
   }
 
   /** The context settings of an endpoint's connections: its options, its parser, its heartbeat. */

@@ -28,12 +28,17 @@ export class WebSocketSessions implements Iterable<WebSocketContext> {
     }
   }
 
-  /** Tracks `context` until its connection has closed and its handler has settled (`done`). */
-  track(context: WebSocketContext, done: Promise<unknown>): void {
-    const ended = Promise.allSettled([context.closed, done]).then(() => {
-      this.open.delete(context);
-    });
+  /**
+   * Counts `context` among the sessions until `release`; `ended` settles once its connection has
+   * closed and its handler has settled.
+   */
+  track(context: WebSocketContext, ended: Promise<void>): void {
     this.open.set(context, ended);
+  }
+
+  /** Forgets a session whose connection has closed and whose handler has settled. */
+  release(context: WebSocketContext): void {
+    this.open.delete(context);
   }
 
   /** Resolves once every session open now has closed and its handler has settled. */

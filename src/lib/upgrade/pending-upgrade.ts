@@ -1,5 +1,4 @@
 import { BadRequestException } from '@nestjs/common';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -34,6 +33,17 @@ export class PendingUpgrade {
     this.response.assignSocket(socket as never);
     // a rejected upgrade ends with its HTTP answer: the socket has no HTTP parser left to reuse it
     this.response.once('finish', () => socket.end());
+    pending.set(request, this);
+  }
+
+  /** The upgrade `request` is part of, while it goes through the HTTP pipeline. */
+  static of(request: IncomingMessage | { raw: IncomingMessage }) {
+    return pending.get('raw' in request ? request.raw : request);
+  }
+
+  /** Done with the pipeline: the request, which lives as long as the connection, lets go of it. */
+  release(): void {
+    pending.delete(this.request);
   }
 
   /**
@@ -60,9 +70,9 @@ export class PendingUpgrade {
         server.off('wsClientError', onClientError);
         this.response.detachSocket(this.socket as never);
         // Express links the request to its response and router; after the upgrade they are dead
-        // weight for the life of the connection
-        Reflect.deleteProperty(this.request, 'res');
-        Reflect.deleteProperty(this.request, 'next');
+        // weight for the life of the connection (cleared, not deleted: a deletion turns the
+        // request into a slow dictionary object)
+        Object.assign(this.request, { res: undefined, next: undefined });
         // wrapped at once: frames that came with the request are emitted before any await resumes
         resolve(wrap(ws));
       });
@@ -70,5 +80,5 @@ export class PendingUpgrade {
   }
 }
 
-/** The upgrade being handled, from the dispatcher through Nest's pipeline to the handler call. */
-export const pendingUpgrades = new AsyncLocalStorage<PendingUpgrade>();
+/** The upgrades going through the pipeline, by request (Fastify's routed request wraps it as `raw`). */
+const pending = new WeakMap<IncomingMessage, PendingUpgrade>();

@@ -6,7 +6,7 @@ import type { AllowedOrigins } from '../interfaces/ws-endpoint-options.interface
 import { NOT_FOUND, ORIGIN_REFUSED, SHUTTING_DOWN } from '../messages';
 import { WebSocketSessions } from '../session/websocket-sessions';
 import { refuseOrigin } from './origin-policy';
-import { PendingUpgrade, pendingUpgrades } from './pending-upgrade';
+import { PendingUpgrade } from './pending-upgrade';
 
 type RequestListener = (
   request: IncomingMessage,
@@ -38,6 +38,10 @@ export class UpgradeDispatcher {
   private detach?: () => void;
 
   constructor(private readonly sessions: WebSocketSessions) {}
+
+  /** Shared by every upgrade socket: a closure made in `dispatch` would keep its upgrade reachable for the life of the connection. */
+  private readonly onSocketError = (error: Error) =>
+    this.logger.debug(`Upgrade socket error: ${error.message}`);
 
   /** Starts claiming upgrades for `routes`, handing each to `handle` (the HTTP app). */
   attach(
@@ -99,9 +103,7 @@ export class UpgradeDispatcher {
     head: Buffer,
     handle: RequestListener,
   ): void {
-    socket.on('error', (error) =>
-      this.logger.debug(`Upgrade socket error: ${error.message}`),
-    );
+    socket.on('error', this.onSocketError);
     if (this.sessions.isDraining) {
       return answer(socket, 503, 'Service Unavailable', SHUTTING_DOWN);
     }
@@ -112,8 +114,7 @@ export class UpgradeDispatcher {
       );
       return answer(socket, 403, 'Forbidden', 'Origin not allowed');
     }
-    const upgrade = new PendingUpgrade(request, socket, head);
-    pendingUpgrades.run(upgrade, () => handle(request, upgrade.response));
+    handle(request, new PendingUpgrade(request, socket, head).response);
   }
 }
 

@@ -31,8 +31,8 @@ import type { ResolvedWsEndpointOptions } from '../interfaces/ws-endpoint-option
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import { INVALID_JSON, UPGRADE_REQUIRED } from '../messages';
 import { SessionEndpoint, SessionRunner } from '../session/session-runner';
-import { pendingUpgrades } from './pending-upgrade';
-import { WsExecutionContext } from './ws-execution-context';
+import { PendingUpgrade } from './pending-upgrade';
+import { handlerArguments, WsExecutionContext } from './ws-execution-context';
 
 /** An HTTP route handler, as the HTTP adapter registers it. */
 export type RouteHandler = (
@@ -106,10 +106,11 @@ export class WsRouteFactory {
     // the response, its closures) instead of holding it for the life of the connection.
     const detached =
       this.interceptors.create(instance, method, moduleKey).length === 0;
-    const callback = function (this: object, ...args: unknown[]) {
+    const callback = function (this: object, ...params: unknown[]) {
+      const [args, upgrade] = handlerArguments(params);
       return runner.run(
         endpoint,
-        pendingUpgrades.getStore()!,
+        upgrade,
         this,
         args,
         detached ? failSession : undefined,
@@ -152,7 +153,7 @@ export class WsRouteFactory {
       response: unknown,
       next?: Function,
     ) => {
-      const upgrade = pendingUpgrades.getStore();
+      const upgrade = PendingUpgrade.of(request);
       try {
         if (!upgrade) {
           this.adapter.setHeader(response, 'Upgrade', 'websocket');
@@ -174,6 +175,8 @@ export class WsRouteFactory {
             new ExecutionContextHost([request, response, next]),
           );
         }
+      } finally {
+        upgrade?.release();
       }
     };
     // Nothing is returned to the platform: Fastify would answer a settled handler with an HTTP
