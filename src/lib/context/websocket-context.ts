@@ -73,8 +73,7 @@ export class WebSocketContext<
   private appData?: TData;
   /** The route's path parameters. */
   readonly params: Record<string, string>;
-  /** The upgrade request's query parameters. */
-  readonly query: Record<string, unknown>;
+  private queryParams?: Record<string, unknown>;
   /** What the guards put on `request.user`. */
   readonly user: TUser;
 
@@ -96,7 +95,9 @@ export class WebSocketContext<
     routed: UpgradeRequest = request,
   ) {
     this.params = routed.params ?? {};
-    this.query = routed.query ?? {};
+    // Express parses the query string on each read of `request.query`, so that is left for
+    // first use; Fastify's routed request holds it parsed
+    if (routed !== request) this.queryParams = routed.query ?? {};
     this.user = routed.user as TUser;
     this.inbound = new InboundQueue(ws, settings.inboundQueue);
     this.closedPromise = new Promise(
@@ -107,6 +108,11 @@ export class WebSocketContext<
     ws.on('error', WebSocketContext.onError);
     ws.on('close', WebSocketContext.onClose);
     settings.heartbeat?.watch(ws);
+  }
+
+  /** The upgrade request's query parameters. */
+  get query(): Record<string, unknown> {
+    return (this.queryParams ??= this.request.query ?? {});
   }
 
   /** A unique id of this connection. */

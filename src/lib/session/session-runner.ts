@@ -101,7 +101,7 @@ export class SessionRunner {
     }
     this.sessions.track(
       context,
-      this.runDetached(definition, context, instance, args, detach),
+      this.runHandler(definition, context, instance, args, detach),
     );
   }
 
@@ -135,27 +135,6 @@ export class SessionRunner {
       );
     }
     if (context.state === 'open') await context.close(code, close.reason);
-  }
-
-  /**
-   * A detached session, from the handler call until its connection has closed. A method of its
-   * own, so that what lives as long as the session cannot keep the upgrade (its request, response
-   * and head) reachable through `run`'s scope.
-   */
-  private async runDetached(
-    definition: WsEndpointDefinition,
-    context: WebSocketContext,
-    instance: object,
-    args: unknown[],
-    onError: (context: WebSocketContext, error: unknown) => Promise<void>,
-  ): Promise<void> {
-    try {
-      await this.runHandler(definition, context, instance, args);
-    } catch (error) {
-      await onError(context, error);
-    }
-    await context.closed;
-    this.sessions.release(context);
   }
 
   /** The context settings of an endpoint's connections: its options, its parser, its heartbeat. */
@@ -193,11 +172,18 @@ export class SessionRunner {
     }
   }
 
+  /**
+   * Calls the handler, sends what it produces, and closes with 1000 when it is done. Its error is
+   * thrown, to the interceptors around the session; or, when the session is detached, handed to
+   * `onError`, and the session is released once its connection has closed. One method for both,
+   * as every async frame here lives as long as the connection.
+   */
   private async runHandler(
     definition: WsEndpointDefinition,
     context: WebSocketContext,
     instance: object,
     args: unknown[],
+    onError?: (context: WebSocketContext, error: unknown) => Promise<void>,
   ): Promise<void> {
     try {
       const result = definition.method.apply(
@@ -205,10 +191,17 @@ export class SessionRunner {
         args.map((arg) => (arg === SOCKET_ARGUMENT ? context : arg)),
       );
       await this.consume(await result, context);
+      if (context.state === 'open') await context.close(CloseCode.Normal);
     } catch (error) {
-      if (!endsSession(error, context)) throw error;
+      if (endsSession(error, context)) {
+        // the connection ended: a normal end
+      } else if (onError) await onError(context, error);
+      else throw error;
     }
-    if (context.state === 'open') await context.close(CloseCode.Normal);
+    if (onError) {
+      await context.closed;
+      this.sessions.release(context);
+    }
   }
 
   private async consume(
