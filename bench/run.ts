@@ -48,28 +48,28 @@ const SERVERS: ServerSpec[] = [
   {
     id: 'raw-ws',
     label: 'a. raw ws',
-    file: 'raw-ws.ts',
+    file: 'raw-ws.js',
     kind: 'plain',
     paths: ECHO_PATHS,
   },
   {
     id: 'ours',
     label: 'b. @Ws loop',
-    file: 'ours.ts',
+    file: 'ours.js',
     kind: 'plain',
     paths: ECHO_PATHS,
   },
   {
     id: 'ours-dto',
     label: 'c. @Ws messages(Dto) + ValidationPipe',
-    file: 'ours.ts',
+    file: 'ours.js',
     kind: 'plain',
     paths: { json: '/dto' },
   },
   {
     id: 'gateway',
     label: 'd. Nest gateway (WsAdapter)',
-    file: 'gateway.ts',
+    file: 'gateway.js',
     kind: 'gateway',
     event: 'echo',
     paths: { text: '/gateway', json: '/gateway', plain: '/gateway' },
@@ -77,7 +77,7 @@ const SERVERS: ServerSpec[] = [
   {
     id: 'gateway-dto',
     label: 'd. Nest gateway + ValidationPipe',
-    file: 'gateway.ts',
+    file: 'gateway.js',
     kind: 'gateway',
     event: 'dto',
     paths: { json: '/gateway' },
@@ -85,14 +85,14 @@ const SERVERS: ServerSpec[] = [
   {
     id: 'socket-io',
     label: 'e. Socket.IO 4',
-    file: 'socket-io.ts',
+    file: 'socket-io.js',
     kind: 'socketio',
     paths: { text: '/', json: '/', plain: '/' },
   },
   {
     id: 'fastify-ws',
     label: 'f. @fastify/websocket',
-    file: 'fastify-websocket.ts',
+    file: 'fastify-websocket.js',
     kind: 'plain',
     paths: { text: '/text', json: '/json', plain: '/text' },
   },
@@ -114,16 +114,14 @@ const protocolOf = (server: ServerSpec): Protocol =>
 
 const children: ChildProcess[] = [];
 const canPin = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
-const NODE_ARGS = [
-  '--expose-gc',
-  '-r',
-  'ts-node/register/transpile-only',
-  '-r',
-  'tsconfig-paths/register',
-];
+/** bench/results, from where this file runs: bench/.build/bench. */
+const RESULTS = join(__dirname, '..', '..', 'results');
+// compiled JavaScript, as apps run in production (ts-node would also load `domain`, which slows
+// down every EventEmitter)
+const NODE_ARGS = ['--expose-gc'];
 const PROFILE_ARGS = [
   '--cpu-prof',
-  `--cpu-prof-dir=${join(__dirname, 'results', 'profiles')}`,
+  `--cpu-prof-dir=${join(RESULTS, 'profiles')}`,
 ];
 
 /** A Node process running `file`, pinned to `core`, that answers over IPC. */
@@ -392,7 +390,7 @@ async function main() {
   console.log(
     `# nestjs-ws-endpoints benchmark${quick ? ' (--quick)' : ''}\n\n${machine}; ${REPEATS} repeat(s), medians; ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; closed-loop echo with a lean frame client.\n`,
   );
-  const load = new Child('load/load.ts', 1);
+  const load = new Child('load/load.js', 1);
   const servers = SERVERS.filter(
     (spec) => !only || only.includes(spec.id) || spec.id === 'raw-ws',
   );
@@ -430,7 +428,7 @@ async function main() {
   }
 
   // the lean client against the ws client, once: how much of msgs/s is the client's limit
-  const raw = started.get('raw-ws.ts')!;
+  const raw = started.get('raw-ws.js')!;
   const crossCheck = {
     lean: await echoRun(
       raw.child,
@@ -453,10 +451,9 @@ async function main() {
       `| ws client | ${fmt(crossCheck.ws.msgsPerSec, 0)} | ${fmt(crossCheck.ws.clientUsPerMsg, 2)} |\n`,
   );
 
-  mkdirSync(join(__dirname, 'results'), { recursive: true });
+  mkdirSync(RESULTS, { recursive: true });
   const file = join(
-    __dirname,
-    'results',
+    RESULTS,
     `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`,
   );
   writeFileSync(

@@ -11,12 +11,7 @@ import {
 import { NestFactory } from '@nestjs/core';
 import { IsInt, IsString } from 'class-validator';
 import type { IncomingMessage } from 'node:http';
-import {
-  Socket,
-  WebSocketContext,
-  Ws,
-  WsEndpointsModule,
-} from 'nestjs-ws-endpoints';
+import { Socket, WebSocketContext, Ws, WsEndpointsModule } from '../../src/lib';
 import { AUTH_HEADER, serve } from './serve';
 
 class EchoDto {
