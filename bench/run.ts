@@ -8,8 +8,9 @@ import { setTimeout as wait } from 'node:timers/promises';
 import type { LoadCommand, Protocol } from './load/load';
 
 const quick = process.argv.includes('--quick');
-// --only=ours,raw-ws and --workloads=echo-1000-text narrow a run; --profile writes the servers'
-// CPU profiles to bench/results/profiles (open them in Chrome DevTools)
+// --only=ours,raw-ws and --workloads=echo-1000-text narrow a run; --idle=19000 sets the number of
+// idle connections (each costs a file descriptor on both sides: see `ulimit -n`); --profile writes
+// the servers' CPU profiles to bench/results/profiles (open them in Chrome DevTools)
 const option = (name: string) =>
   process.argv
     .find((arg) => arg.startsWith(`--${name}=`))
@@ -21,7 +22,7 @@ const profile = process.argv.includes('--profile');
 const REPEATS = quick ? 1 : 3;
 const WARMUP_MS = quick ? 300 : 2_000;
 const MEASURE_MS = quick ? 1_000 : 10_000;
-const IDLE = quick ? 1_000 : 10_000;
+const IDLE = Number(option('idle')?.[0] ?? (quick ? 1_000 : 10_000));
 const HANDSHAKES = quick ? 500 : 2_000;
 const TEXT = 'hello, world: the quick brown fox';
 const JSON_BODY = { n: 42, text: 'hello, world' };
@@ -244,6 +245,7 @@ async function idleRun(
   const after = await server.ask({ ask: 'memory' });
   await load.ask({ cmd: 'close' } satisfies LoadCommand);
   return {
+    rssMiB: after.rss / 1024 / 1024,
     rssKiBPerConn: (after.rss - before.rss) / IDLE / 1024,
     heapKiBPerConn: (after.heapUsed - before.heapUsed) / IDLE / 1024,
   };
@@ -347,6 +349,7 @@ const COLUMNS: Record<string, [string, string, number][]> = {
     ['clientUsPerMsg', 'client µs/msg', 2],
   ],
   idle: [
+    ['rssMiB', 'RSS MiB', 0],
     ['rssKiBPerConn', 'RSS KiB/conn', 2],
     ['heapKiBPerConn', 'heap KiB/conn', 2],
   ],

@@ -45,6 +45,7 @@ class ContextController {
         text: message.text,
         bytes: [...message.data],
       });
+      await socket.send(message); // as it came
     }
   }
 
@@ -146,7 +147,7 @@ describe('WebSocketContext', () => {
 
   afterAll(() => app.close());
 
-  it('sends strings as text, Buffer/TypedArray/ArrayBuffer as binary and anything else as JSON', async () => {
+  it('sends strings as text, Buffer/TypedArray/ArrayBuffer as binary, a received message as it came and anything else as JSON', async () => {
     const client = await connectWs(app, '/ctx/kinds');
     const frames = [];
     for (let i = 0; i < 6; i++) frames.push(await client.next());
@@ -166,12 +167,19 @@ describe('WebSocketContext', () => {
       text: 'héllo',
       bytes: [...Buffer.from('héllo')],
     });
+    const echoedText = await client.next();
+    expect([echoedText.isBinary, echoedText.text]).toEqual([false, 'héllo']);
     client.send(Buffer.from([0, 255]));
     expect(await client.nextJson()).toEqual({
       type: 'binary',
       text: Buffer.from([0, 255]).toString(),
       bytes: [0, 255],
     });
+    const echoedBinary = await client.next();
+    expect([echoedBinary.isBinary, [...echoedBinary.data]]).toEqual([
+      true,
+      [0, 255],
+    ]);
     await client.close();
   });
 

@@ -35,7 +35,7 @@ class TokenGuard implements CanActivate {
 class EchoController {
   @Ws('text')
   async text(@Socket() socket: WebSocketContext) {
-    for await (const message of socket) await socket.send(message.text);
+    for await (const message of socket) await socket.send(message);
   }
 
   @Ws('json')
@@ -53,7 +53,7 @@ class EchoController {
   @Ws('guarded')
   @UseGuards(TokenGuard)
   async guarded(@Socket() socket: WebSocketContext) {
-    for await (const message of socket) await socket.send(message.text);
+    for await (const message of socket) await socket.send(message);
   }
 }
 

@@ -216,17 +216,25 @@ export class WebSocketContext<
   }
 
   /**
-   * Sends a message: a string as text, a Buffer, ArrayBuffer or typed array as binary, anything
-   * else as JSON text. Resolves once the frame is handed to the socket; while more than
+   * Sends a message: a string as text, a Buffer, ArrayBuffer or typed array as binary, a received
+   * `WebSocketMessage` as it came (its bytes, text or binary, not decoded again), anything else
+   * as JSON text. Resolves once the frame is handed to the socket; while more than
    * `sendHighWaterMark` bytes wait for the peer, it first waits for them to drain, and a peer
    * that does not read for `sendTimeout` is closed with 1013.
    * @throws WebSocketDisconnect when the socket is closing or closed
    * @example await socket.send({ type: 'welcome', id: socket.id });
+   * @example for await (const message of socket) await socket.send(message); // an echo
    */
   send(data: unknown, options?: SendOptions): Promise<void> {
-    const binary = ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data);
-    const payload =
-      typeof data === 'string' || binary ? data : JSON.stringify(data);
+    const received = data instanceof WebSocketMessage;
+    const binary = received
+      ? data.type === 'binary'
+      : ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data);
+    const payload = received
+      ? data.data
+      : typeof data === 'string' || binary
+        ? data
+        : JSON.stringify(data);
     if (payload === undefined) {
       return Promise.reject(
         new TypeError(`Cannot send ${String(data)}: it has no JSON form.`),

@@ -246,26 +246,19 @@ export class SessionRunner {
 /** What `@Socket()` resolves to in the HTTP pipeline; the runner puts the context in its place. */
 export const SOCKET_ARGUMENT: unique symbol = Symbol('ws-endpoints:socket');
 
-/** The subprotocols a client offers, in its order. */
-function offeredProtocols(upgrade: PendingUpgrade): string[] {
-  const header = upgrade.request.headers['sec-websocket-protocol'] ?? '';
-  return header
-    .split(',')
-    .map((protocol) => protocol.trim())
-    .filter(Boolean);
-}
-
+/** Refuses, when the endpoint says so, a client whose offered subprotocols it speaks none of. */
 function assertProtocolOffered(
   upgrade: PendingUpgrade,
   supported: string[],
   rejectUnknown: boolean,
 ): void {
-  const offered = offeredProtocols(upgrade);
-  if (
-    rejectUnknown &&
-    offered.length &&
-    !supported.some((p) => offered.includes(p))
-  ) {
+  const header = upgrade.request.headers['sec-websocket-protocol'];
+  if (!rejectUnknown || !header) return;
+  const offered = header
+    .split(',')
+    .map((protocol) => protocol.trim())
+    .filter(Boolean);
+  if (offered.length && !supported.some((p) => offered.includes(p))) {
     throw new BadRequestException(NO_COMMON_PROTOCOL(offered, supported));
   }
 }
