@@ -17,6 +17,7 @@ import { AuthGuard, PassportModule, PassportStrategy } from '@nestjs/passport';
 import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
 import cookieParser from 'cookie-parser';
 import { sign } from 'cookie-signature';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage } from 'node:http';
 import { ExtractJwt, Strategy } from 'passport-jwt';
 import {
@@ -74,13 +75,26 @@ class AuthController {
     const request = socket.request as IncomingMessage & { tag?: string };
     await socket.send({ tag: request.tag ?? null });
   }
+
+  @Ws('traced')
+  async traced(@Socket() socket: WebSocketContext) {
+    for await (const message of socket) {
+      await socket.send({
+        message: message.text,
+        traceId: requestContext.getStore()?.traceId ?? null,
+      });
+    }
+  }
 }
 
-/** Marks every request, as an app's own middleware would (logging, tracing…). */
+/** A request-scoped store, as nestjs-cls and tracing middleware keep one. */
+const requestContext = new AsyncLocalStorage<{ traceId: string }>();
+
+/** Marks every request and opens its store, as an app's own middleware would (logging, tracing…). */
 class TagMiddleware implements NestMiddleware {
   use(request: { tag?: string }, _response: unknown, next: () => void) {
     request.tag = 'seen by middleware';
-    next();
+    requestContext.run({ traceId: 'trace-1' }, next);
   }
 }
 
@@ -151,6 +165,14 @@ describe.each(platforms)('the guards users already have, on %s', (platform) => {
   it('runs the app middleware (MiddlewareConsumer) on the upgrade request', async () => {
     const client = await connectWs(app, '/auth/tagged');
     expect(await client.nextJson()).toEqual({ tag: 'seen by middleware' });
+  });
+
+  it("keeps the request's AsyncLocalStorage store (nestjs-cls, tracing) for the whole session", async () => {
+    const client = await connectWs(app, '/auth/traced');
+    for (const message of ['one', 'two']) {
+      client.send(message);
+      expect(await client.nextJson()).toEqual({ message, traceId: 'trace-1' });
+    }
   });
 });
 

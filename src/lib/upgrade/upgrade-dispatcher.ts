@@ -39,7 +39,10 @@ export class UpgradeDispatcher {
 
   constructor(private readonly sessions: WebSocketSessions) {}
 
-  /** Shared by every upgrade socket: a closure made in `dispatch` would keep its upgrade reachable for the life of the connection. */
+  /**
+   * Shared by every upgrade socket: a closure made in `dispatch` would keep its upgrade reachable
+   * for the life of the connection.
+   */
   private readonly onSocketError = (error: Error) =>
     this.logger.debug(`Upgrade socket error: ${error.message}`);
 
