@@ -19,13 +19,11 @@ export class LeanConnection {
     port: number,
     path: string,
     headers: Record<string, string> = {},
-    localAddress?: string,
   ): Promise<LeanConnection> {
     return new Promise((resolve, reject) => {
       // rotating the source address: a run opens more connections than one address has ports in
       // TIME_WAIT's 60 s
-      const from =
-        localAddress ?? `127.0.0.${1 + (opened++ % SOURCE_ADDRESSES)}`;
+      const from = `127.0.0.${1 + (opened++ % SOURCE_ADDRESSES)}`;
       const socket = connect({ port, host: '127.0.0.1', localAddress: from });
       socket.setNoDelay(true);
       const extra = Object.entries(headers)

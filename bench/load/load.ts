@@ -23,7 +23,6 @@ export type LoadCommand =
       path: string;
       connections: number;
       protocol: Protocol;
-      localAddresses?: string[];
     }
   | { cmd: 'close' }
   | {
@@ -49,13 +48,13 @@ let open: { close(): void }[] = [];
 async function openMany<T>(
   count: number,
   inFlight: number,
-  open: (i: number) => Promise<T>,
+  open: () => Promise<T>,
 ): Promise<T[]> {
   const opened: T[] = [];
-  let next = 0;
+  let started = 0;
   await Promise.all(
     Array.from({ length: Math.min(inFlight, count) }, async () => {
-      while (next < count) opened.push(await open(next++));
+      while (started++ < count) opened.push(await open());
     }),
   );
   return opened;
@@ -77,16 +76,10 @@ async function openLean(
   path: string,
   protocol: Protocol,
   headers = {},
-  localAddress?: string,
 ) {
   const target =
     protocol === 'socketio' ? '/socket.io/?EIO=4&transport=websocket' : path;
-  const connection = await LeanConnection.open(
-    port,
-    target,
-    headers,
-    localAddress,
-  );
+  const connection = await LeanConnection.open(port, target, headers);
   if (protocol === 'socketio') await socketIoReady(connection);
   return connection;
 }
@@ -184,15 +177,9 @@ async function handle(command: LoadCommand): Promise<unknown> {
       };
     }
     case 'idle': {
-      const { port, path, connections, protocol, localAddresses } = command;
-      open = await openMany(connections, 100, (i) =>
-        openLean(
-          port,
-          path,
-          protocol,
-          {},
-          localAddresses?.[i % localAddresses.length],
-        ),
+      const { port, path, connections, protocol } = command;
+      open = await openMany(connections, 100, () =>
+        openLean(port, path, protocol),
       );
       return { opened: open.length };
     }

@@ -79,28 +79,24 @@ export class WsEndpointsModule
     if (!server) throw new Error(MISSING_HTTP_SERVER);
     assertValidShutdownTimeout(this.options.shutdownTimeout);
     const endpoints = this.explorer.explore();
-    const routes = new WsRouteFactory(
+    const factory = new WsRouteFactory(
       this.moduleRef,
       this.config,
       adapter,
       this.runner,
     );
     for (const endpoint of endpoints) {
-      const handler = routes.create(endpoint);
+      const handler = factory.create(endpoint);
       for (const path of endpoint.paths) {
         adapter.get(path, handler);
         this.logger.log(ENDPOINT_MAPPED(path, endpoint.name));
       }
     }
-    routeFirst(adapter, endpoints.flatMap((endpoint) => endpoint.paths).length);
-    const handle = platformHandler(adapter);
-    this.dispatcher.attach(
-      server,
-      endpoints.flatMap(({ paths, options }) =>
-        paths.map((path) => ({ path, allowedOrigins: options.allowedOrigins })),
-      ),
-      handle,
+    const claimed = endpoints.flatMap(({ paths, options }) =>
+      paths.map((path) => ({ path, allowedOrigins: options.allowedOrigins })),
     );
+    routeFirst(adapter, claimed.length);
+    this.dispatcher.attach(server, claimed, platformHandler(adapter));
   }
 
   /**

@@ -20,12 +20,18 @@ export class HeartbeatMonitor {
   private readonly onPong: (this: WebSocket) => void;
   private readonly onClose: (this: WebSocket) => void;
 
+  /** How often the peers are checked: often enough to ping and to drop on time. */
+  private readonly period: number;
+
   constructor(private readonly options: HeartbeatOptions) {
+    this.period = Math.max(1, Math.min(options.interval, options.timeout) / 2);
     const peers = this.peers;
     // shared listeners, with the socket as `this`: no closure per connection
     this.onPong = function () {
       const peer = peers.get(this);
-      if (peer) Object.assign(peer, { since: Date.now(), awaitingPong: false });
+      if (!peer) return;
+      peer.since = Date.now();
+      peer.awaitingPong = false;
     };
     this.onClose = function () {
       peers.delete(this);
@@ -36,11 +42,7 @@ export class HeartbeatMonitor {
     this.peers.set(ws, { since: Date.now(), awaitingPong: false });
     ws.on('pong', this.onPong);
     ws.on('close', this.onClose);
-    const period = Math.max(
-      1,
-      Math.min(this.options.interval, this.options.timeout) / 2,
-    );
-    this.timer ??= setInterval(() => this.check(), period).unref();
+    this.timer ??= setInterval(() => this.check(), this.period).unref();
   }
 
   private check(): void {
