@@ -157,6 +157,17 @@ class Child {
 
   readonly process: ChildProcess;
 
+  /** Stops the process, and resolves once it has exited. */
+  stop(): Promise<void> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.process.once('exit', () => resolve());
+      this.process.kill(profile ? 'SIGINT' : 'SIGKILL');
+    });
+  }
+
   ask<T = any>(message: object): Promise<T> {
     const id = this.next++;
     return new Promise((resolve, reject) => {
@@ -228,12 +239,19 @@ async function echoRun(
   };
 }
 
+/**
+ * In a server process of its own: RSS does not shrink once memory is freed, so a process that has
+ * run other workloads would hold what they left reserved, and the connections would seem to cost
+ * nothing.
+ */
 async function idleRun(
-  server: Child,
-  port: number,
+  _shared: Child,
+  _port: number,
   load: Child,
   spec: ServerSpec,
 ): Promise<Row> {
+  const server = new Child(join('servers', spec.file), 0);
+  const port: number = await server.ready;
   const before = await server.ask({ ask: 'memory' });
   await load.ask({
     cmd: 'idle',
@@ -244,6 +262,7 @@ async function idleRun(
   } satisfies LoadCommand);
   const after = await server.ask({ ask: 'memory' });
   await load.ask({ cmd: 'close' } satisfies LoadCommand);
+  await server.stop();
   return {
     rssMiB: after.rss / 1024 / 1024,
     rssKiBPerConn: (after.rss - before.rss) / IDLE / 1024,

@@ -18,7 +18,6 @@ export class HeartbeatMonitor {
   private readonly peers = new Map<WebSocket, Peer>();
   private timer?: NodeJS.Timeout;
   private readonly onPong: (this: WebSocket) => void;
-  private readonly onClose: (this: WebSocket) => void;
 
   /** How often the peers are checked: often enough to ping and to drop on time. */
   private readonly period: number;
@@ -33,16 +32,17 @@ export class HeartbeatMonitor {
       peer.since = Date.now();
       peer.awaitingPong = false;
     };
-    this.onClose = function () {
-      peers.delete(this);
-    };
   }
 
   watch(ws: WebSocket): void {
     this.peers.set(ws, { since: Date.now(), awaitingPong: false });
     ws.on('pong', this.onPong);
-    ws.on('close', this.onClose);
     this.timer ??= setInterval(() => this.check(), this.period).unref();
+  }
+
+  /** Stops watching a peer whose connection has closed. */
+  forget(ws: WebSocket): void {
+    this.peers.delete(ws);
   }
 
   private check(): void {

@@ -203,16 +203,13 @@ export class WebSocketContext<
    */
   messages<T>(metatype: Type<T>): AsyncIterable<T> {
     return {
-      [Symbol.asyncIterator]: () => this.iterate(() => this.receive(metatype)),
+      [Symbol.asyncIterator]: () => new DtoIterator(this, metatype),
     };
   }
 
   /** Iterates over the messages until the connection closes; the loop then ends quietly. */
   [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
-    return {
-      next: () => this.inbound.nextResult(),
-      return: () => Promise.resolve(DONE),
-    };
+    return new MessageIterator(this.inbound);
   }
 
   /**
@@ -287,17 +284,6 @@ export class WebSocketContext<
     return RESOLVED;
   }
 
-  /**
-   * An iterator over `receive()` that ends at the disconnect. Hand-written rather than an async
-   * generator: one promise a message instead of four, on the hottest path there is.
-   */
-  private iterate<T>(receive: () => Promise<T>): AsyncIterator<T> {
-    return {
-      next: () => receive().then(toResult, endAtDisconnect),
-      return: () => Promise.resolve(DONE),
-    };
-  }
-
   /** One wait for the socket to drain, shared by every pending `send()`. */
   private whenDrained(): Promise<void> {
     this.drained ??= new Promise<void>((resolve, reject) => {
@@ -349,6 +335,7 @@ export class WebSocketContext<
     context.disconnect = disconnectOf(code, reason.toString());
     context.abort(context.disconnect);
     context.inbound.end(() => context.closedError('receive'));
+    context.settings.heartbeat?.forget(this);
     context.resolveClosed();
   }
 
@@ -378,6 +365,39 @@ const SEND_OPTIONS = [
   { binary: true, fin: false },
   { binary: true, fin: true },
 ].map((options) => Object.freeze(options));
+
+/**
+ * `for await` over the messages. Hand-written rather than an async generator: one promise a
+ * message instead of four, on the hottest path there is; and a class rather than an object of
+ * closures, as one lives as long as its loop, which is usually the connection.
+ */
+class MessageIterator implements AsyncIterator<WebSocketMessage> {
+  constructor(private readonly inbound: InboundQueue) {}
+
+  next(): Promise<IteratorResult<WebSocketMessage>> {
+    return this.inbound.nextResult();
+  }
+
+  return(): Promise<IteratorReturnResult<undefined>> {
+    return Promise.resolve(DONE);
+  }
+}
+
+/** `for await` over `receive(metatype)`, which ends at the disconnect. */
+class DtoIterator<T> implements AsyncIterator<T> {
+  constructor(
+    private readonly context: WebSocketContext,
+    private readonly metatype: Type<T>,
+  ) {}
+
+  next(): Promise<IteratorResult<T>> {
+    return this.context.receive(this.metatype).then(toResult, endAtDisconnect);
+  }
+
+  return(): Promise<IteratorReturnResult<undefined>> {
+    return Promise.resolve(DONE);
+  }
+}
 
 function toResult<T>(value: T): IteratorYieldResult<T> {
   return { value, done: false };

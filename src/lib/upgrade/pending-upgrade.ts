@@ -69,10 +69,17 @@ export class PendingUpgrade {
       server.handleUpgrade(this.request, this.socket, this.head, (ws) => {
         server.off('wsClientError', onClientError);
         this.response.detachSocket(this.socket as never);
-        // Express links the request to its response and router; after the upgrade they are dead
+        // Express links the request to its response and router and caches its parsed URL: dead
         // weight for the life of the connection (cleared, not deleted: a deletion turns the
-        // request into a slow dictionary object)
-        Object.assign(this.request, { res: undefined, next: undefined });
+        // request into a slow dictionary object). Its `params` is a null-prototype dictionary
+        // of some 200 bytes even when empty; a plain copy is a tenth of that.
+        const { params } = this.request as UpgradeRequest;
+        Object.assign(this.request, {
+          res: undefined,
+          next: undefined,
+          _parsedUrl: undefined,
+          ...(params && { params: { ...params } }),
+        });
         // wrapped at once: frames that came with the request are emitted before any await resumes
         resolve(wrap(ws));
       });
