@@ -81,8 +81,9 @@ export class WebSocketContext<
   // made on first use of `signal`: most handlers never touch it, and an AbortSignal is not small
   private abortController?: AbortController;
   private abortReason?: WebSocketDisconnect;
-  private readonly closedPromise: Promise<void>;
-  private resolveClosed!: () => void;
+  // made on first use of `closed`: most sessions end without anyone waiting for it
+  private closedPromise?: Promise<void>;
+  private resolveClosed?: () => void;
   private drained?: Promise<void>;
   private disconnect?: WebSocketDisconnect;
 
@@ -100,9 +101,6 @@ export class WebSocketContext<
     if (routed !== request) this.queryParams = routed.query ?? {};
     this.user = routed.user as TUser;
     this.inbound = new InboundQueue(ws, settings.inboundQueue);
-    this.closedPromise = new Promise(
-      (resolve) => (this.resolveClosed = resolve),
-    );
     (ws as ContextualWebSocket)[CONTEXT] = this;
     ws.on('message', WebSocketContext.onMessage);
     ws.on('error', WebSocketContext.onError);
@@ -166,7 +164,9 @@ export class WebSocketContext<
 
   /** Resolves once the connection is closed. */
   get closed(): Promise<void> {
-    return this.closedPromise;
+    return (this.closedPromise ??= this.disconnect
+      ? RESOLVED
+      : new Promise((resolve) => (this.resolveClosed = resolve)));
   }
 
   /**
@@ -256,7 +256,7 @@ export class WebSocketContext<
   async close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
     assertValidClose(code, reason);
     if (this.ws.readyState === WebSocket.OPEN) this.ws.close(code, reason);
-    return this.closedPromise;
+    return this.closed;
   }
 
   /** Drops the connection without a close handshake. */
@@ -336,7 +336,7 @@ export class WebSocketContext<
     context.abort(context.disconnect);
     context.inbound.end(() => context.closedError('receive'));
     context.settings.heartbeat?.forget(this);
-    context.resolveClosed();
+    context.resolveClosed?.();
   }
 
   private closedError(action: string): WebSocketDisconnect {

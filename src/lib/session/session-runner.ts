@@ -175,33 +175,64 @@ export class SessionRunner {
   /**
    * Calls the handler, sends what it produces, and closes with 1000 when it is done. Its error is
    * thrown, to the interceptors around the session; or, when the session is detached, handed to
-   * `onError`, and the session is released once its connection has closed. One method for both,
-   * as every async frame here lives as long as the connection.
+   * `onError`, and the session is released once its connection has closed.
    */
-  private async runHandler(
+  private runHandler(
     definition: WsEndpointDefinition,
     context: WebSocketContext,
     instance: object,
     args: unknown[],
     onError?: (context: WebSocketContext, error: unknown) => Promise<void>,
   ): Promise<void> {
+    let result: unknown;
     try {
-      const result = definition.method.apply(
+      result = definition.method.apply(
         instance,
         args.map((arg) => (arg === SOCKET_ARGUMENT ? context : arg)),
       );
-      await this.consume(await result, context);
+    } catch (error) {
+      result = Promise.reject(error);
+    }
+    // chained on the handler's promise rather than awaited in an async function here, whose frame
+    // would live as long as the connection
+    return Promise.resolve(result).then(
+      (value) => this.complete(value, context, onError),
+      (error) => this.end(context, error, onError),
+    );
+  }
+
+  /** After the handler returned: sends what it produced, then closes with 1000. */
+  private async complete(
+    result: unknown,
+    context: WebSocketContext,
+    onError?: (context: WebSocketContext, error: unknown) => Promise<void>,
+  ): Promise<void> {
+    try {
+      await this.consume(result, context);
       if (context.state === 'open') await context.close(CloseCode.Normal);
     } catch (error) {
-      if (endsSession(error, context)) {
-        // the connection ended: a normal end
-      } else if (onError) await onError(context, error);
-      else throw error;
+      return this.end(context, error, onError);
     }
-    if (onError) {
-      await context.closed;
-      this.sessions.release(context);
+    if (onError) await this.release(context);
+  }
+
+  /** After the handler failed: a disconnect is a normal end, any other error goes to `onError`. */
+  private async end(
+    context: WebSocketContext,
+    error: unknown,
+    onError?: (context: WebSocketContext, error: unknown) => Promise<void>,
+  ): Promise<void> {
+    if (!endsSession(error, context)) {
+      if (!onError) throw error;
+      await onError(context, error);
     }
+    if (onError) await this.release(context);
+  }
+
+  /** Forgets a detached session once its connection has closed. */
+  private async release(context: WebSocketContext): Promise<void> {
+    await context.closed;
+    this.sessions.release(context);
   }
 
   private async consume(
