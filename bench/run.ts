@@ -10,7 +10,8 @@ import type { LoadCommand, Protocol } from './load/load';
 const quick = process.argv.includes('--quick');
 // --only=ours,raw-ws and --workloads=echo-1000-text narrow a run; --idle=19000 sets the number of
 // idle connections (each costs a file descriptor on both sides: see `ulimit -n`); --profile writes
-// the servers' CPU profiles to bench/results/profiles (open them in Chrome DevTools)
+// the servers' CPU profiles to bench/results/profiles (open them in Chrome DevTools); --repeats=5
+// takes more medians on a noisy machine
 const option = (name: string) =>
   process.argv
     .find((arg) => arg.startsWith(`--${name}=`))
@@ -19,7 +20,7 @@ const option = (name: string) =>
 const only = option('only');
 const onlyWorkloads = option('workloads');
 const profile = process.argv.includes('--profile');
-const REPEATS = quick ? 1 : 3;
+const REPEATS = Number(option('repeats')?.[0] ?? (quick ? 1 : 3));
 const WARMUP_MS = quick ? 300 : 2_000;
 const MEASURE_MS = quick ? 1_000 : 10_000;
 const IDLE = Number(option('idle')?.[0] ?? (quick ? 1_000 : 10_000));
@@ -378,17 +379,14 @@ const COLUMNS: Record<string, [string, string, number][]> = {
   ],
 };
 
+/**
+ * Each server's medians; its ×raw is the median, over the repeats, of its ratio to the raw ws run
+ * of the same repeat, which ran minutes apart at most: on a shared machine, whose speed drifts
+ * between repeats, that is steadier than a ratio of medians taken from different repeats.
+ */
 function table(workload: Workload, results: Map<string, Row[]>): string {
   const columns = COLUMNS[workload.id.split('-')[0]];
-  const medians = new Map(
-    [...results].map(([id, rows]) => [
-      id,
-      Object.fromEntries(
-        columns.map(([key]) => [key, median(rows.map((row) => row[key]))]),
-      ),
-    ]),
-  );
-  const raw = medians.get('raw-ws');
+  const raw = results.get('raw-ws');
   const lines = [
     `### ${workload.title}`,
     '',
@@ -396,11 +394,16 @@ function table(workload: Workload, results: Map<string, Row[]>): string {
     `|---|${columns.map(() => '---:|---:').join('|')}|`,
   ];
   for (const spec of SERVERS) {
-    const row = medians.get(spec.id);
-    if (!row) continue;
-    lines.push(
-      `| ${spec.label} | ${columns.map(([key, , digits]) => `${fmt(row[key], digits)} | ${raw ? fmt(row[key] / raw[key], 2) : '—'}`).join(' | ')} |`,
-    );
+    const rows = results.get(spec.id);
+    if (!rows) continue;
+    const cells = columns.map(([key, , digits]) => {
+      const value = median(rows.map((row) => row[key]));
+      const ratio = raw
+        ? median(rows.map((row, repeat) => row[key] / raw[repeat][key]))
+        : NaN;
+      return `${fmt(value, digits)} | ${fmt(ratio, 2)}`;
+    });
+    lines.push(`| ${spec.label} | ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
 }
@@ -410,7 +413,7 @@ function table(workload: Workload, results: Map<string, Row[]>): string {
 async function main() {
   const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ${canPin ? 'server on core 0, load on core 1' : 'not pinned (no taskset)'}`;
   console.log(
-    `# nestjs-ws-endpoints benchmark${quick ? ' (--quick)' : ''}\n\n${machine}; ${REPEATS} repeat(s), medians; ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; closed-loop echo with a lean frame client.\n`,
+    `# nestjs-ws-endpoints benchmark${quick ? ' (--quick)' : ''}\n\n${machine}; ${REPEATS} repeat(s), medians, ×raw the median of each repeat's ratio to raw ws; ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; closed-loop echo with a lean frame client.\n`,
   );
   const load = new Child('load/load.js', 1);
   const servers = SERVERS.filter(
