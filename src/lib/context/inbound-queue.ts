@@ -30,6 +30,11 @@ export const DONE: IteratorReturnResult<undefined> = Object.freeze({
  */
 export class InboundQueue {
   private readonly messages: WebSocketMessage[] = [];
+  /**
+   * The pending `for await` read, when it is the only pending read: the rule, and the hot path,
+   * which then allocates no waiter. Any other read waits in `waiters`, after it.
+   */
+  private reader?: (result: IteratorResult<WebSocketMessage>) => void;
   private waiters: Waiter[] = [];
   private ended?: () => WebSocketDisconnect;
 
@@ -39,6 +44,11 @@ export class InboundQueue {
   ) {}
 
   push(message: WebSocketMessage): void {
+    const reader = this.reader;
+    if (reader) {
+      this.reader = undefined;
+      return reader({ value: message, done: false });
+    }
     const waiter = this.waiters.shift();
     if (waiter) {
       return waiter.resolve(
@@ -78,9 +88,10 @@ export class InboundQueue {
     const queued = this.shift();
     if (queued) return Promise.resolve({ value: queued, done: false });
     if (this.ended) return Promise.resolve(DONE);
-    return new Promise((resolve, reject) =>
-      this.wait({ resolve, reject, iterating: true }),
-    );
+    return new Promise((resolve, reject) => {
+      if (!this.reader && !this.waiters.length) this.reader = resolve;
+      else this.wait({ resolve, reject, iterating: true });
+    });
   }
 
   private wait(waiter: Waiter): void {
@@ -92,6 +103,8 @@ export class InboundQueue {
   /** No message will come any more: pending reads end now, later ones once the queue is read. */
   end(error: () => WebSocketDisconnect): void {
     this.ended = error;
+    this.reader?.(DONE);
+    this.reader = undefined;
     for (const waiter of this.waiters.splice(0)) {
       if (waiter.iterating) waiter.resolve(DONE);
       else waiter.reject(error());

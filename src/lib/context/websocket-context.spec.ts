@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import { ContextSettings, WebSocketContext } from './websocket-context';
+import type { WebSocketMessage } from './websocket-message';
 
 /** A real ws server and client on loopback; the server side wrapped in a WebSocketContext. */
 async function pair(
@@ -108,6 +109,42 @@ describe('WebSocketContext state machine', () => {
     client.send('b');
     expect([(await first).text, (await second).text]).toEqual(['a', 'b']);
     client.close();
+  });
+
+  it('serves pending iterator reads and receive() calls in the order they were made, and ends them all at the close', async () => {
+    const { server: s, client, context } = await pair();
+    server = s;
+    const loop = context[Symbol.asyncIterator]();
+    const otherLoop = context[Symbol.asyncIterator]();
+    const reads = [
+      loop.next(),
+      context.receive(),
+      otherLoop.next(),
+      context.receive(),
+    ];
+    for (const text of ['a', 'b', 'c', 'd']) client.send(text);
+    const [first, second, third, fourth] = await Promise.all(reads);
+    expect([
+      (first as IteratorResult<WebSocketMessage>).value.text,
+      (second as WebSocketMessage).text,
+      (third as IteratorResult<WebSocketMessage>).value.text,
+      (fourth as WebSocketMessage).text,
+    ]).toEqual(['a', 'b', 'c', 'd']);
+
+    const pending = [loop.next(), context.receive(), otherLoop.next()];
+    client.close(1000);
+    const [ended, failed, otherEnded] = await Promise.allSettled(pending);
+    expect(ended).toEqual({
+      status: 'fulfilled',
+      value: { value: undefined, done: true },
+    });
+    expect(failed).toEqual(
+      expect.objectContaining({
+        status: 'rejected',
+        reason: expect.any(WebSocketDisconnect),
+      }),
+    );
+    expect(otherEnded).toEqual(ended);
   });
 
   it('skips a message the parser rejects, after handing the error to onRejectedMessage', async () => {
