@@ -117,7 +117,11 @@ export class UpgradeDispatcher {
       );
       return answer(socket, 403, 'Forbidden', 'Origin not allowed');
     }
-    handle(request, new PendingUpgrade(request, socket, head).response);
+    const response = new PendingUpgrade(request, socket, head).response;
+    // after the callback of Node's HTTP parser that emitted the upgrade has returned: run inside
+    // it, the pipeline and the handshake took a sixth more instructions (callgrind, a handshake
+    // without a guard: 454k against 379k)
+    queueMicrotask(() => handle(request, response));
   }
 }
 
