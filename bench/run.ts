@@ -115,6 +115,8 @@ const protocolOf = (server: ServerSpec): Protocol =>
 // ---- processes ------------------------------------------------------------------------------
 
 const children: ChildProcess[] = [];
+// SIGINT lets a profiled server write its profile before it exits
+const STOP_SIGNAL = profile ? 'SIGINT' : 'SIGKILL';
 const canPin = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 /** bench/results, from where this file runs: bench/.build/bench. */
 const RESULTS = join(__dirname, '..', '..', 'results');
@@ -165,7 +167,7 @@ class Child {
     }
     return new Promise((resolve) => {
       this.process.once('exit', () => resolve());
-      this.process.kill(profile ? 'SIGINT' : 'SIGKILL');
+      this.process.kill(STOP_SIGNAL);
     });
   }
 
@@ -188,8 +190,7 @@ class Child {
 }
 
 function stopAll(): void {
-  // SIGINT lets a profiled server write its profile before it exits
-  for (const child of children) child.kill(profile ? 'SIGINT' : 'SIGKILL');
+  for (const child of children) child.kill(STOP_SIGNAL);
 }
 process.on('exit', stopAll);
 process.on('SIGINT', () => process.exit(130));

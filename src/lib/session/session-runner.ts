@@ -44,6 +44,12 @@ export interface SessionEndpoint {
   settings: ContextSettings;
 }
 
+/** Ends a detached session whose handler failed (the endpoint's exception filters, then a close). */
+type SessionErrorHandler = (
+  context: WebSocketContext,
+  error: unknown,
+) => Promise<void>;
+
 /**
  * Runs one session: completes the handshake, calls the handler with the socket context, sends
  * what an `Observable` or `AsyncIterable` handler produces, closes with 1000 when the handler
@@ -66,7 +72,7 @@ export class SessionRunner {
     upgrade: PendingUpgrade,
     instance: object,
     args: unknown[],
-    detach?: (context: WebSocketContext, error: unknown) => Promise<void>,
+    detach?: SessionErrorHandler,
   ): Promise<void> {
     const { definition } = endpoint;
     const { options } = definition;
@@ -182,7 +188,7 @@ export class SessionRunner {
     context: WebSocketContext,
     instance: object,
     args: unknown[],
-    onError?: (context: WebSocketContext, error: unknown) => Promise<void>,
+    onError?: SessionErrorHandler,
   ): Promise<void> {
     let result: unknown;
     try {
@@ -205,7 +211,7 @@ export class SessionRunner {
   private async complete(
     result: unknown,
     context: WebSocketContext,
-    onError?: (context: WebSocketContext, error: unknown) => Promise<void>,
+    onError?: SessionErrorHandler,
   ): Promise<void> {
     try {
       await this.consume(result, context);
@@ -220,7 +226,7 @@ export class SessionRunner {
   private async end(
     context: WebSocketContext,
     error: unknown,
-    onError?: (context: WebSocketContext, error: unknown) => Promise<void>,
+    onError?: SessionErrorHandler,
   ): Promise<void> {
     if (!endsSession(error, context)) {
       if (!onError) throw error;
