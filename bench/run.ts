@@ -36,6 +36,8 @@ interface ServerSpec {
   kind: Kind;
   event?: string;
   paths: Partial<Record<'text' | 'json' | 'guarded' | 'plain', string>>;
+  /** A reference, not a competitor: it runs the handshake workloads only. */
+  reference?: boolean;
 }
 
 /** Our servers' and raw ws's endpoints: text, JSON, a guarded one, and one for handshakes. */
@@ -97,6 +99,22 @@ const SERVERS: ServerSpec[] = [
     file: 'fastify-websocket.js',
     kind: 'plain',
     paths: { text: '/text', json: '/json', plain: '/text' },
+  },
+  {
+    id: 'express-floor',
+    label: 'g. reference: an Express route + ws, no Nest',
+    file: 'express-floor.js',
+    kind: 'plain',
+    paths: { plain: '/text', guarded: '/guarded' },
+    reference: true,
+  },
+  {
+    id: 'validation-floor',
+    label: 'h. reference: raw ws + ValidationPipe, no Nest',
+    file: 'validation-floor.js',
+    kind: 'plain',
+    paths: { json: '/dto' },
+    reference: true,
   },
 ];
 
@@ -328,7 +346,7 @@ const WORKLOADS: Workload[] = [
   {
     id: `idle-${IDLE}`,
     title: `${IDLE} idle connections`,
-    applies: (spec) => !!spec.paths.plain,
+    applies: (spec) => !!spec.paths.plain && !spec.reference,
     run: idleRun,
   },
   {

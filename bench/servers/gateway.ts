@@ -1,5 +1,5 @@
 // d. a Nest @WebSocketGateway on WsAdapter with @SubscribeMessage, with and without ValidationPipe.
-import { Module, UsePipes, ValidationPipe } from '@nestjs/common';
+import { Module, UsePipes } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { WsAdapter } from '@nestjs/platform-ws';
 import {
@@ -7,16 +7,8 @@ import {
   SubscribeMessage,
   WebSocketGateway,
 } from '@nestjs/websockets';
-import { IsInt, IsString } from 'class-validator';
+import { EchoDto, echoValidationPipe } from './echo.dto';
 import { serve } from './serve';
-
-class EchoDto {
-  @IsInt()
-  n!: number;
-
-  @IsString()
-  text!: string;
-}
 
 @WebSocketGateway({ path: '/gateway' })
 class EchoGateway {
@@ -26,7 +18,7 @@ class EchoGateway {
   }
 
   @SubscribeMessage('dto')
-  @UsePipes(new ValidationPipe({ whitelist: true, transform: true }))
+  @UsePipes(echoValidationPipe())
   dto(@MessageBody() data: EchoDto) {
     return { event: 'dto', data };
   }

@@ -6,21 +6,12 @@ import {
   Module,
   UseGuards,
   UsePipes,
-  ValidationPipe,
 } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { IsInt, IsString } from 'class-validator';
+import { EchoDto, echoValidationPipe } from './echo.dto';
 import type { IncomingMessage } from 'node:http';
 import { Socket, WebSocketContext, Ws, WsEndpointsModule } from '../../src/lib';
 import { AUTH_HEADER, serve } from './serve';
-
-class EchoDto {
-  @IsInt()
-  n!: number;
-
-  @IsString()
-  text!: string;
-}
 
 class TokenGuard implements CanActivate {
   canActivate(context: ExecutionContext) {
@@ -44,7 +35,7 @@ class EchoController {
   }
 
   @Ws('dto')
-  @UsePipes(new ValidationPipe({ whitelist: true, transform: true }))
+  @UsePipes(echoValidationPipe())
   async dto(@Socket() socket: WebSocketContext) {
     for await (const message of socket.messages(EchoDto))
       await socket.send(message);
