@@ -298,16 +298,20 @@ async function handshakeRun(
   path: string,
   headers: Record<string, string>,
 ): Promise<Row> {
+  const handshakes = (count: number) =>
+    load.ask({
+      cmd: 'handshakes',
+      port,
+      path,
+      count,
+      inFlight: 100,
+      headers,
+      protocol: protocolOf(spec),
+    } satisfies LoadCommand);
+  // a warm-up, as for the echo: the upgrade path is compiled before it is measured
+  await handshakes(HANDSHAKES / 4);
   const cpuBefore = await cpuOf(server);
-  const { seconds } = await load.ask({
-    cmd: 'handshakes',
-    port,
-    path,
-    count: HANDSHAKES,
-    inFlight: 100,
-    headers,
-    protocol: protocolOf(spec),
-  } satisfies LoadCommand);
+  const { seconds } = await handshakes(HANDSHAKES);
   const cpuAfter = await cpuOf(server);
   return {
     handshakesPerSec: HANDSHAKES / seconds,
@@ -344,12 +348,6 @@ const WORKLOADS: Workload[] = [
   echo(1000, 'text'),
   echo(1000, 'json'),
   {
-    id: `idle-${IDLE}`,
-    title: `${IDLE} idle connections`,
-    applies: (spec) => !!spec.paths.plain && !spec.reference,
-    run: idleRun,
-  },
-  {
     id: `handshakes-${HANDSHAKES}`,
     title: `${HANDSHAKES} handshakes, 100 in flight`,
     applies: (spec) => !!spec.paths.plain,
@@ -363,6 +361,14 @@ const WORKLOADS: Workload[] = [
       handshakeRun(s, p, l, spec, spec.paths.guarded!, {
         authorization: 'Bearer bench-token',
       }),
+  },
+  // last: its 20,000 sockets are still being torn down when the next run starts, which should
+  // weigh on the echo's warm-up rather than on a run measured from its first handshake
+  {
+    id: `idle-${IDLE}`,
+    title: `${IDLE} idle connections`,
+    applies: (spec) => !!spec.paths.plain && !spec.reference,
+    run: idleRun,
   },
 ];
 
