@@ -36,7 +36,7 @@ interface ServerSpec {
   kind: Kind;
   event?: string;
   paths: Partial<Record<'text' | 'json' | 'guarded' | 'plain', string>>;
-  /** A reference, not a competitor: it runs the handshake workloads only. */
+  /** A reference, not a competitor: which part of a figure is ours; no idle run. */
   reference?: boolean;
 }
 
