@@ -6,6 +6,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as wait } from 'node:timers/promises';
 import type { LoadCommand, Protocol } from './load/load';
+import { AUTH_HEADER } from './servers/serve';
 
 const quick = process.argv.includes('--quick');
 // --only=ours,raw-ws and --workloads=echo-1000-text narrow a run; --idle=19000 sets the number of
@@ -359,7 +360,7 @@ const WORKLOADS: Workload[] = [
     applies: (spec) => !!spec.paths.guarded,
     run: (s, p, l, spec) =>
       handshakeRun(s, p, l, spec, spec.paths.guarded!, {
-        authorization: 'Bearer bench-token',
+        authorization: AUTH_HEADER,
       }),
   },
   // last: its 20,000 sockets are still being torn down when the next run starts, which should

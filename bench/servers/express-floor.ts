@@ -3,7 +3,7 @@
 // ws; no Nest execution context, no session. Our endpoints run every upgrade through this
 // pipeline, so that middleware and guards see it as an HTTP request.
 import { ExpressAdapter } from '@nestjs/platform-express';
-import type { Request, Response } from 'express';
+import type { Express, Request, Response } from 'express';
 import { createServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
@@ -25,7 +25,7 @@ function accept(request: Request, response: Response) {
 
 const adapter = new ExpressAdapter();
 adapter.registerParserMiddleware();
-const app = adapter.getInstance<import('express').Express>();
+const app = adapter.getInstance<Express>();
 app.get('/text', accept);
 app.get('/guarded', (request, response) => {
   if (request.headers.authorization === AUTH_HEADER) accept(request, response);
