@@ -190,13 +190,18 @@ class Child {
     });
   }
 
-  ask<T = any>(message: object): Promise<T> {
+  /** Rejects after `seconds` without an answer, so that a stuck process cannot hang the run. */
+  ask<T = any>(message: object, seconds = 120): Promise<T> {
     const id = this.next++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
         () =>
-          reject(new Error(`No answer to ${JSON.stringify(message)} in 120 s`)),
-        120_000,
+          reject(
+            new Error(
+              `No answer to ${JSON.stringify(message)} in ${seconds} s`,
+            ),
+          ),
+        seconds * 1000,
       );
       this.waiting.set(id, (reply) => {
         clearTimeout(timer);
@@ -274,13 +279,17 @@ async function idleRun(
   const server = new Child(join('servers', spec.file), 0);
   const port: number = await server.ready;
   const before = await server.ask({ ask: 'memory' });
-  await load.ask({
-    cmd: 'idle',
-    port,
-    path: spec.paths.plain!,
-    connections: IDLE,
-    protocol: protocolOf(spec),
-  } satisfies LoadCommand);
+  // 50,000 handshakes on a slow machine (an emulated one, say) take minutes
+  await load.ask(
+    {
+      cmd: 'idle',
+      port,
+      path: spec.paths.plain!,
+      connections: IDLE,
+      protocol: protocolOf(spec),
+    } satisfies LoadCommand,
+    Math.max(120, IDLE / 50),
+  );
   const after = await server.ask({ ask: 'memory' });
   await load.ask({ cmd: 'close' } satisfies LoadCommand);
   await server.stop();

@@ -60,13 +60,28 @@ async function openMany<T>(
   return opened;
 }
 
-/** Completes the Socket.IO handshake on an open WebSocket: open packet, namespace connect. */
+const PONG = frame('3');
+
+/** Socket.IO pings with '2' and wants '3', or drops the connection; a ping is not a reply. */
+function answeredPing(connection: LeanConnection, payload: Buffer): boolean {
+  if (payload.length !== 1 || payload[0] !== 0x32) return false;
+  connection.send(PONG);
+  return true;
+}
+
+/**
+ * Completes the Socket.IO handshake on an open WebSocket: open packet, namespace connect. Then
+ * answers pings, as an idle connection must to stay open.
+ */
 function socketIoReady(connection: LeanConnection): Promise<void> {
   return new Promise((resolve) => {
     connection.onText = (payload) => {
       const text = payload.toString();
       if (text.startsWith('0')) connection.send(frame('40'));
-      else if (text.startsWith('40')) resolve();
+      else if (text.startsWith('40')) {
+        connection.onText = (ping) => void answeredPing(connection, ping);
+        resolve();
+      }
     };
   });
 }
@@ -111,7 +126,6 @@ async function echo(
     return;
   }
   const payload = frame(message);
-  const pong = frame('3');
   const lean = await openMany(connections, 100, () =>
     openLean(port, path, protocol),
   );
@@ -119,9 +133,7 @@ async function echo(
   for (const connection of lean) {
     let sentAt = 0;
     connection.onText = (reply) => {
-      // Socket.IO pings with '2' and wants '3'; it is not a reply
-      if (protocol === 'socketio' && reply.length === 1 && reply[0] === 0x32)
-        return connection.send(pong);
+      if (protocol === 'socketio' && answeredPing(connection, reply)) return;
       record(sentAt);
       if (!running) return;
       sentAt = performance.now();
