@@ -10,9 +10,10 @@ import { AUTH_HEADER } from './servers/serve';
 
 const quick = process.argv.includes('--quick');
 // --only=ours,raw-ws and --workloads=echo-1000-text narrow a run; --idle=19000 sets the number of
-// idle connections (each costs a file descriptor on both sides: see `ulimit -n`); --profile writes
-// the servers' CPU profiles to bench/results/profiles (open them in Chrome DevTools); --repeats=5
-// takes more medians on a noisy machine
+// idle connections (each costs a file descriptor on both sides: see `ulimit -n`, and bench/vm.sh
+// where it cannot be raised); --profile writes the servers' CPU profiles to
+// bench/results/profiles (open them in Chrome DevTools); --repeats=5 takes more medians on a
+// noisy machine
 const option = (name: string) =>
   process.argv
     .find((arg) => arg.startsWith(`--${name}=`))

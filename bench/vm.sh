@@ -18,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 node_modules/.bin/tsc -p bench/tsconfig.json
 
 # an initramfs: busybox, the modules a 9p root needs, and an init that mounts it and runs the bench
-mkdir -p "$work/root/bin" "$work/root/proc" "$work/root/sys" "$work/root/dev" "$work/root/host"
+mkdir -p "$work/root/bin" "$work/root/proc" "$work/root/dev" "$work/root/host"
 cp /bin/busybox "$work/root/bin/"
 modules=$(for module in virtio_pci 9pnet_virtio 9p; do
   modprobe -S "$release" --show-depends "$module"
