@@ -1,2 +1,5 @@
 /** Metadata key written by `@Ws()` on the handler method. */
 export const WS_ENDPOINT_METADATA = 'ws-endpoints:endpoint';
+
+/** What `@Socket()` resolves to in the HTTP pipeline; the session runner puts the context in its place. */
+export const SOCKET_ARGUMENT: unique symbol = Symbol('ws-endpoints:socket');

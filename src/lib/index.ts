@@ -3,7 +3,7 @@ export { WS_ENDPOINTS_OPTIONS } from './ws-endpoints.module-definition';
 export { Ws } from './decorators/ws.decorator';
 export { Socket } from './decorators/socket.decorator';
 export { WebSocketContext } from './context/websocket-context';
-export type { ReceiveOptions } from './context/inbound-queue';
+export type { ReceiveOptions } from './transport/inbound-queue';
 export type { SendOptions } from './context/websocket-context';
 export { WebSocketMessage } from './context/websocket-message';
 export { CloseCode } from './context/close-code.enum';
@@ -11,6 +11,8 @@ export { WebSocketDisconnect } from './errors/ws-disconnect.exception';
 export { WebSocketSessions } from './session/websocket-sessions';
 export { isWebSocketUpgrade } from './upgrade/is-websocket-upgrade';
 export type {
+  AllowedOrigins,
+  HeartbeatOptions,
   ValidationPolicy,
   WsEndpointOptions,
   WsEndpointsModuleOptions,

@@ -16,6 +16,12 @@ export const CLOSE_REASON_TOO_LONG = (bytes: number) =>
 export const SOCKET_CLOSED = (action: string, code: number | undefined) =>
   `Cannot ${action}: the socket is closed${code ? ` (${describeCloseCode(code)})` : ''}.`;
 
+export const CLOSE_SENT = (action: string, code: number) =>
+  `Cannot ${action}: a close frame (${describeCloseCode(code)}) has been sent.`;
+
+export const CLOSE_RECEIVED = (action: string) =>
+  `Cannot ${action}: the peer is closing the connection.`;
+
 export const UPGRADE_REQUIRED = (path: string) =>
   `${path} is a WebSocket endpoint: connect with a WebSocket client (Upgrade: websocket).`;
 
@@ -28,6 +34,21 @@ export const NOT_FOUND = (method: string, url: string) =>
 export const INVALID_JSON = 'Invalid JSON';
 
 export const SHUTTING_DOWN = 'Server shutting down';
+
+export const HANDSHAKE_TIMED_OUT = (path: string) =>
+  `The upgrade to ${path} was neither accepted nor refused within handshakeTimeout, and was answered 503: a middleware, guard, pipe or interceptor did not settle.`;
+
+export const INVALID_VERSION =
+  'Missing or invalid Sec-WebSocket-Version header';
+
+export const PLATFORM_FAILED = (path: string) =>
+  `The HTTP platform failed to route the upgrade to ${path}`;
+
+export const UNANSWERED_UPGRADE = (endpoint: string) =>
+  `The interceptors of WebSocket handler ${endpoint} completed without calling next.handle(): the upgrade was refused with 500. Let upgrades pass with \`if (isWebSocketUpgrade(context)) return next.handle();\`.`;
+
+export const REFUSAL_FAILED = (path: string) =>
+  `Answering a refused upgrade to ${path} failed; answered 500 instead`;
 
 export const FILTER_FAILED = (endpoint: string) =>
   `An exception filter failed on an error of WebSocket handler ${endpoint}; after the upgrade it sees host.getType() === 'ws'`;

@@ -15,6 +15,7 @@ export const ENDPOINT_DEFAULTS: ResolvedWsEndpointOptions = {
   closeTimeout: 5_000,
   heartbeat: { interval: 30_000, timeout: 10_000 },
   inboundQueue: 64,
+  inboundQueueBytes: MiB,
   sendHighWaterMark: MiB,
   sendTimeout: 10_000,
   allowedOrigins: 'same-host',
@@ -26,17 +27,30 @@ export const ENDPOINT_DEFAULTS: ResolvedWsEndpointOptions = {
 /** The default `shutdownTimeout`. */
 export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000;
 
+/** The default `handshakeTimeout`. */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
+
 /** An endpoint's options: its own, then the module's, then the defaults. */
 export function resolveEndpointOptions(
   moduleOptions: WsEndpointsModuleOptions,
   endpointOptions: WsEndpointOptions,
 ): ResolvedWsEndpointOptions {
-  const { shutdownTimeout: _, ...moduleEndpointOptions } = moduleOptions;
-  return {
+  const {
+    shutdownTimeout: _shutdown,
+    handshakeTimeout: _handshake,
+    ...moduleEndpointOptions
+  } = moduleOptions;
+  const options = {
     ...ENDPOINT_DEFAULTS,
     ...withoutUndefined(moduleEndpointOptions),
     ...withoutUndefined(endpointOptions),
   };
+  // one message of maxPayload fills the queue, unless a bound was given
+  options.inboundQueueBytes =
+    endpointOptions.inboundQueueBytes ??
+    moduleOptions.inboundQueueBytes ??
+    options.maxPayload;
+  return options;
 }
 
 function withoutUndefined<T extends object>(options: T): Partial<T> {
@@ -54,6 +68,7 @@ const CHECKS: Check[] = [
   ['maxPayload', isCount, 'a whole number of bytes ≥ 1'],
   ['maxFragments', isCount, 'a whole number ≥ 1'],
   ['inboundQueue', isCount, 'a whole number of messages ≥ 1'],
+  ['inboundQueueBytes', isCount, 'a whole number of bytes ≥ 1'],
   ['sendHighWaterMark', isDuration, 'a number of bytes ≥ 0'],
   ['sendTimeout', isDuration, 'a number of ms ≥ 0'],
   ['closeTimeout', isDuration, 'a number of ms ≥ 0'],
@@ -103,15 +118,28 @@ export function assertValidOptions(
   }
 }
 
-/** @throws Error for a shutdownTimeout that is not a duration */
-export function assertValidShutdownTimeout(value: unknown): void {
-  if (value !== undefined && !isDuration(value as number)) {
+/** @throws Error for a shutdownTimeout or handshakeTimeout that is not a duration */
+export function assertValidModuleOptions({
+  shutdownTimeout,
+  handshakeTimeout,
+}: WsEndpointsModuleOptions): void {
+  if (shutdownTimeout !== undefined && !isDuration(shutdownTimeout)) {
     throw new Error(
       INVALID_OPTION(
         'WsEndpointsModule',
         'shutdownTimeout',
         'a number of ms ≥ 0',
-        value,
+        shutdownTimeout,
+      ),
+    );
+  }
+  if (handshakeTimeout !== undefined && !isCount(handshakeTimeout)) {
+    throw new Error(
+      INVALID_OPTION(
+        'WsEndpointsModule',
+        'handshakeTimeout',
+        'a whole number of ms ≥ 1',
+        handshakeTimeout,
       ),
     );
   }

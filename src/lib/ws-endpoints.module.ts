@@ -9,7 +9,8 @@ import {
 import { CloseCode } from './context/close-code.enum';
 import type { WsEndpointsModuleOptions } from './interfaces/ws-endpoint-options.interface';
 import {
-  assertValidShutdownTimeout,
+  assertValidModuleOptions,
+  DEFAULT_HANDSHAKE_TIMEOUT,
   DEFAULT_SHUTDOWN_TIMEOUT,
 } from './ws-endpoints.defaults';
 import {
@@ -24,9 +25,14 @@ import {
   MISSING_HTTP_SERVER,
   SHUTTING_DOWN,
 } from './messages';
+import { SessionRegistry } from './session/session-registry';
 import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
-import { platformHandler, routeFirst } from './upgrade/platform-handler';
+import {
+  bySpecificity,
+  platformHandler,
+  routeFirst,
+} from './upgrade/platform-handler';
 import { UpgradeDispatcher } from './upgrade/upgrade-dispatcher';
 import { WsRouteFactory } from './upgrade/ws-route-factory';
 import {
@@ -48,6 +54,7 @@ import {
     WsEndpointExplorer,
     UpgradeDispatcher,
     SessionRunner,
+    SessionRegistry,
     WebSocketSessions,
   ],
   exports: [WebSocketSessions],
@@ -65,7 +72,7 @@ export class WsEndpointsModule
     private readonly explorer: WsEndpointExplorer,
     private readonly runner: SessionRunner,
     private readonly dispatcher: UpgradeDispatcher,
-    private readonly sessions: WebSocketSessions,
+    private readonly sessions: SessionRegistry,
     @Inject(WS_ENDPOINTS_OPTIONS)
     private readonly options: WsEndpointsModuleOptions,
   ) {
@@ -77,7 +84,7 @@ export class WsEndpointsModule
     const adapter = this.adapterHost.httpAdapter;
     const server = adapter?.getHttpServer();
     if (!server) throw new Error(MISSING_HTTP_SERVER);
-    assertValidShutdownTimeout(this.options.shutdownTimeout);
+    assertValidModuleOptions(this.options);
     const endpoints = this.explorer.explore();
     const factory = new WsRouteFactory(
       this.moduleRef,
@@ -85,23 +92,28 @@ export class WsEndpointsModule
       adapter,
       this.runner,
     );
-    for (const endpoint of endpoints) {
+    const routes = endpoints.flatMap((endpoint) => {
       const handler = factory.create(endpoint);
-      for (const path of endpoint.paths) {
-        adapter.get(path, handler);
-        this.logger.log(ENDPOINT_MAPPED(path, endpoint.name));
-      }
+      return endpoint.paths.map((path) => ({ path, handler, endpoint }));
+    });
+    for (const { path, handler, endpoint } of bySpecificity(routes)) {
+      adapter.get(path, handler);
+      this.logger.log(ENDPOINT_MAPPED(path, endpoint.name));
     }
-    const claimed = endpoints.flatMap(({ paths, options }) =>
-      paths.map((path) => ({ path, allowedOrigins: options.allowedOrigins })),
+    const paths = routes.map(({ path }) => path);
+    routeFirst(adapter, paths.length);
+    this.dispatcher.attach(
+      server,
+      paths,
+      platformHandler(adapter),
+      this.options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
     );
-    routeFirst(adapter, claimed.length);
-    this.dispatcher.attach(server, claimed, platformHandler(adapter));
   }
 
   /**
-   * Before the HTTP server closes: new upgrades get 503, every session is closed with 1001 and its
-   * signal aborted, and handlers are awaited up to `shutdownTimeout` before the rest are dropped.
+   * Before the HTTP server closes: new upgrades and those still in the pipeline get 503, every
+   * session is closed with 1001 and its signal aborted, and handlers are awaited up to
+   * `shutdownTimeout` before the rest are dropped.
    */
   async beforeApplicationShutdown(): Promise<void> {
     await this.sessions.drain(

@@ -1,17 +1,22 @@
-import { Logger, Type } from '@nestjs/common';
+import { Type } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { types } from 'node:util';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
+import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import {
-  disconnectOf,
-  WebSocketDisconnect,
-} from '../errors/ws-disconnect.exception';
-import { SLOW_CONSUMER, SOCKET_CLOSED } from '../messages';
+  DONE,
+  InboundQueue,
+  receiveSignal,
+  type ReceiveOptions,
+} from '../transport/inbound-queue';
+import {
+  TransportObserver,
+  TransportSettings,
+  WsTransport,
+} from '../transport/ws-transport';
 import { CloseCode } from './close-code.enum';
 import { assertValidClose } from './close-frame';
-import type { HeartbeatMonitor } from './heartbeat';
-import { DONE, InboundQueue, type ReceiveOptions } from './inbound-queue';
 import { WebSocketMessage } from './websocket-message';
 
 /** Options of `send()`. @publicApi */
@@ -35,18 +40,16 @@ export type RejectedMessageHandler = (
   error: unknown,
 ) => Promise<void>;
 
-/** Flow control and checks of one connection, from the endpoint's options. */
-export interface ContextSettings {
+/** Where a session whose id has been read can be found by it. */
+export interface SessionIndex {
+  index(context: WebSocketContext, id: string): void;
+}
+
+/** What every connection of an endpoint shares: flow control, the message pipes, the index. */
+export interface ContextSettings extends TransportSettings {
   parse: MessageParser;
   onRejectedMessage: RejectedMessageHandler;
-  /** Unread messages above which reading pauses. */
-  inboundQueue: number;
-  /** Buffered bytes above which `send()` waits for the socket to drain. */
-  sendHighWaterMark: number;
-  /** ms `send()` waits for a drain before the peer is closed with 1013. */
-  sendTimeout: number;
-  /** Watches the peer for dead-peer detection; none when heartbeats are off. */
-  heartbeat?: HeartbeatMonitor;
+  sessions?: SessionIndex;
 }
 
 /** A request as the HTTP platform leaves it after routing and guards. */
@@ -57,8 +60,8 @@ export type UpgradeRequest = IncomingMessage & {
 };
 
 /**
- * One accepted WebSocket connection, as the handler sees it: the handshake's data, an ordered
- * `receive()`, a `send()` with backpressure, and `close()`.
+ * One WebSocket session, as the handler sees it: the handshake's data, an ordered `receive()`, a
+ * `send()` with backpressure, and `close()`. The connection under it is its transport.
  *
  * @example
  * for await (const message of socket) await socket.send(`echo: ${message.text}`);
@@ -67,7 +70,9 @@ export type UpgradeRequest = IncomingMessage & {
 export class WebSocketContext<
   TUser = any,
   TData extends object = Record<string, any>,
-> implements AsyncIterable<WebSocketMessage> {
+>
+  implements AsyncIterable<WebSocketMessage>, TransportObserver
+{
   // made on first use, as is `data`: an idle connection should cost little more than its socket
   private uuid?: string;
   private appData?: TData;
@@ -77,18 +82,16 @@ export class WebSocketContext<
   /** What the guards put on `request.user`. */
   readonly user: TUser;
 
-  private readonly inbound: InboundQueue;
+  private readonly transport: WsTransport;
   // made on first use of `signal`: most handlers never touch it, and an AbortSignal is not small
   private abortController?: AbortController;
   private abortReason?: WebSocketDisconnect;
   // made on first use of `closed`: most sessions end without anyone waiting for it
   private closedPromise?: Promise<void>;
   private resolveClosed?: () => void;
-  private drained?: Promise<void>;
-  private disconnect?: WebSocketDisconnect;
 
   constructor(
-    private readonly ws: WebSocket,
+    ws: WebSocket,
     /** The HTTP upgrade request. */
     readonly request: UpgradeRequest,
     private readonly settings: ContextSettings,
@@ -100,12 +103,7 @@ export class WebSocketContext<
     // first use; Fastify's routed request holds it parsed
     if (routed !== request) this.queryParams = routed.query ?? {};
     this.user = routed.user as TUser;
-    this.inbound = new InboundQueue(ws, settings.inboundQueue);
-    (ws as ContextualWebSocket)[CONTEXT] = this;
-    ws.on('message', WebSocketContext.onMessage);
-    ws.on('error', WebSocketContext.onError);
-    ws.on('close', WebSocketContext.onClose);
-    settings.heartbeat?.watch(ws);
+    this.transport = new WsTransport(ws, settings, this);
   }
 
   /** The upgrade request's query parameters. */
@@ -113,9 +111,18 @@ export class WebSocketContext<
     return (this.queryParams ??= this.request.query ?? {});
   }
 
-  /** A unique id of this connection. */
+  /** A unique id of this session; `WebSocketSessions.get(id)` finds it. */
   get id(): string {
-    return (this.uuid ??= randomUUID());
+    if (!this.uuid) {
+      this.uuid = randomUUID();
+      this.settings.sessions?.index(this, this.uuid);
+    }
+    return this.uuid;
+  }
+
+  /** The id, if it has been read, without making one. @internal */
+  get knownId(): string | undefined {
+    return this.uuid;
   }
 
   /** Per-connection storage for the application. */
@@ -132,25 +139,42 @@ export class WebSocketContext<
     return this.request.headers;
   }
 
+  /** The peer's IP address, as the socket sees it (a proxy's, behind one). */
+  get remoteAddress(): string | undefined {
+    return this.request.socket.remoteAddress;
+  }
+
   /** The negotiated subprotocol, `''` when none. */
   get protocol(): string {
-    return this.ws.protocol;
+    return this.transport.protocol;
   }
 
   /** `'open'`, `'closing'` once a close frame was sent or received, `'closed'` at the end. */
   get state(): 'open' | 'closing' | 'closed' {
-    if (this.ws.readyState === WebSocket.OPEN) return 'open';
-    return this.disconnect ? 'closed' : 'closing';
+    switch (this.transport.state) {
+      case 'open':
+        return 'open';
+      case 'closeSent':
+      case 'closeReceived':
+        return 'closing';
+      default:
+        return 'closed';
+    }
   }
 
   /** The close code, once closed (1006 when the connection dropped without a close frame). */
   get closeCode(): number | undefined {
-    return this.disconnect?.code;
+    return this.transport.disconnect?.code;
   }
 
   /** The close reason, once closed. */
   get closeReason(): string | undefined {
-    return this.disconnect?.reason;
+    return this.transport.disconnect?.reason;
+  }
+
+  /** Bytes waiting to be sent to the peer: queued for compression or in the socket's buffer. */
+  get bufferedAmount(): number {
+    return this.transport.bufferedAmount;
   }
 
   /** Aborted when the connection ends, or starts to end; pass it to whatever the handler awaits. */
@@ -162,9 +186,9 @@ export class WebSocketContext<
     return this.abortController.signal;
   }
 
-  /** Resolves once the connection is closed. */
+  /** Resolves once the connection is closed; never rejects. */
   get closed(): Promise<void> {
-    return (this.closedPromise ??= this.disconnect
+    return (this.closedPromise ??= this.transport.disconnect
       ? RESOLVED
       : new Promise((resolve) => (this.resolveClosed = resolve)));
   }
@@ -174,6 +198,7 @@ export class WebSocketContext<
    * With a class, the message is parsed as JSON and run through the handler's pipes
    * (`ValidationPipe` and the like); a message they reject is answered with an error frame and
    * skipped (policy `'reply'`) or closes the connection with 1007 (policy `'close'`).
+   * `options.timeout` is a deadline for the whole call, skipped messages included.
    * @throws WebSocketDisconnect once the connection is closed
    * @example const message = await socket.receive({ timeout: 5000 });
    * @example const order = await socket.receive(CreateOrderDto);
@@ -185,15 +210,19 @@ export class WebSocketContext<
     options?: ReceiveOptions,
   ): Promise<WebSocketMessage | T> {
     if (typeof metatypeOrOptions !== 'function') {
-      return this.inbound.next(metatypeOrOptions);
+      return this.transport.inbound.next(receiveSignal(metatypeOrOptions));
     }
+    const signal = receiveSignal(options);
     for (;;) {
-      const message = await this.inbound.next(options);
+      const message = await this.transport.inbound.next(signal);
       try {
         return (await this.settings.parse(message, metatypeOrOptions)) as T;
       } catch (error) {
         await this.settings.onRejectedMessage(this, error);
       }
+      // queued messages are served before the signal is looked at: a stream of rejected ones
+      // would otherwise outlive the deadline
+      if (signal?.aborted) throw signal.reason;
     }
   }
 
@@ -209,7 +238,7 @@ export class WebSocketContext<
 
   /** Iterates over the messages until the connection closes; the loop then ends quietly. */
   [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
-    return new MessageIterator(this.inbound);
+    return new MessageIterator(this.transport.inbound);
   }
 
   /**
@@ -217,93 +246,75 @@ export class WebSocketContext<
    * `WebSocketMessage` as it came (its bytes, text or binary, not decoded again), anything else
    * as JSON text. Resolves once the frame is handed to the socket; while more than
    * `sendHighWaterMark` bytes wait for the peer, it first waits for them to drain, and a peer
-   * that does not read for `sendTimeout` is closed with 1013.
+   * that does not read for `sendTimeout` is closed with 1013. Never throws: a value with no JSON
+   * form (a BigInt, a cycle, a `toJSON` that throws, `undefined`) is a rejected promise.
    * @throws WebSocketDisconnect when the socket is closing or closed
    * @example await socket.send({ type: 'welcome', id: socket.id });
    * @example for await (const message of socket) await socket.send(message); // an echo
    */
   send(data: unknown, options?: SendOptions): Promise<void> {
-    const received = data instanceof WebSocketMessage;
-    const binary = received
-      ? data.type === 'binary'
-      : ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data);
-    const payload = received
-      ? data.data
-      : typeof data === 'string' || binary
-        ? data
-        : JSON.stringify(data);
+    let payload: string | Buffer | undefined;
+    let binary = false;
+    try {
+      if (data instanceof WebSocketMessage) {
+        payload = data.data;
+        binary = data.type === 'binary';
+      } else if (typeof data === 'string') {
+        payload = data;
+      } else if (ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data)) {
+        payload = data as Buffer;
+        binary = true;
+      } else {
+        payload = JSON.stringify(data) as string | undefined;
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (payload === undefined) {
       return Promise.reject(
-        new TypeError(`Cannot send ${String(data)}: it has no JSON form.`),
+        new TypeError(`Cannot send ${nameOf(data)}: it has no JSON form.`),
       );
     }
-    const frame =
-      SEND_OPTIONS[Number(binary) * 2 + Number(options?.fin ?? true)];
-    if (this.ws.bufferedAmount > this.settings.sendHighWaterMark) {
-      return this.whenDrained().then(() => this.write(payload, frame));
-    }
-    return this.write(payload, frame);
+    return this.transport.send(payload, binary, options?.fin ?? true);
   }
 
   /**
-   * Closes the connection and resolves once the peer has answered the close frame (or after
-   * `closeTimeout`, when the connection is dropped).
+   * Closes the connection; the promise resolves once the peer has answered the close frame (or
+   * after `closeTimeout`, when the connection is dropped) and never rejects, so it need not be
+   * awaited.
    * @param code a close code an endpoint may send
    * @param reason at most 123 bytes of UTF-8
    * @throws RangeError for a reserved or invalid code, or a reason that is too long, before anything is sent
    * @example await socket.close(CloseCode.PolicyViolation, 'Not allowed');
    */
-  async close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
+  close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
     assertValidClose(code, reason);
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(code, reason);
+    this.transport.close(code, reason);
     return this.closed;
   }
 
   /** Drops the connection without a close handshake. */
   terminate(): void {
-    this.ws.terminate();
+    this.transport.terminate();
   }
 
   /**
    * Starts closing with `code` and aborts `signal` at once, without waiting for the peer.
-   * @internal for the shutdown and the slow-consumer check
+   * @internal for the shutdown
    */
   end(code: number, reason: string): void {
-    this.abort(disconnectOf(code, reason));
-    void this.close(code, reason);
+    this.transport.end(code, reason);
   }
 
-  private write(
-    payload: unknown,
-    frame: { binary: boolean; fin: boolean },
-  ): Promise<void> {
-    if (this.ws.readyState !== WebSocket.OPEN || this.abortReason) {
-      return Promise.reject(this.closedError('send'));
-    }
-    this.ws.send(payload as string | Buffer, frame);
-    return RESOLVED;
+  /** @internal */
+  transportEnding(reason: WebSocketDisconnect): void {
+    this.abort(reason);
   }
 
-  /** One wait for the socket to drain, shared by every pending `send()`. */
-  private whenDrained(): Promise<void> {
-    this.drained ??= new Promise<void>((resolve, reject) => {
-      const socket = this.request.socket;
-      const done = () => {
-        clearTimeout(timer);
-        socket.off('drain', onDrain);
-        this.signal.removeEventListener('abort', onAbort);
-        this.drained = undefined;
-      };
-      const onDrain = () => (done(), resolve());
-      const onAbort = () => (done(), reject(this.closedError('send')));
-      const timer = setTimeout(() => {
-        onAbort();
-        this.end(CloseCode.TryAgainLater, SLOW_CONSUMER);
-      }, this.settings.sendTimeout);
-      socket.once('drain', onDrain);
-      this.signal.addEventListener('abort', onAbort, { once: true });
-    });
-    return this.drained;
+  /** @internal */
+  transportClosed(disconnect: WebSocketDisconnect): void {
+    this.abort(disconnect);
+    this.resolveClosed?.();
   }
 
   private abort(reason: WebSocketDisconnect): void {
@@ -311,60 +322,17 @@ export class WebSocketContext<
     this.abortReason = reason;
     this.abortController?.abort(reason);
   }
-
-  // the socket's listeners, shared by every connection: the socket is `this`, its context a property
-  private static onMessage(
-    this: WebSocket,
-    data: Buffer,
-    isBinary: boolean,
-  ): void {
-    contextOf(this).inbound.push(
-      new WebSocketMessage(data, isBinary ? 'binary' : 'text'),
-    );
-  }
-
-  // ws closes the connection itself after a protocol error (1002, 1007, 1009); 'close' follows
-  private static onError(this: WebSocket, error: Error): void {
-    new Logger(WebSocketContext.name).debug(
-      `${contextOf(this).id}: ${error.message}`,
-    );
-  }
-
-  private static onClose(this: WebSocket, code: number, reason: Buffer): void {
-    const context = contextOf(this);
-    context.disconnect = disconnectOf(code, reason.toString());
-    context.abort(context.disconnect);
-    context.inbound.end(() => context.closedError('receive'));
-    context.settings.heartbeat?.forget(this);
-    context.resolveClosed?.();
-  }
-
-  private closedError(action: string): WebSocketDisconnect {
-    const ended = this.disconnect ?? this.abortReason;
-    const message = ended
-      ? SOCKET_CLOSED(action, ended.code)
-      : `Cannot ${action}: the socket is closing.`;
-    return disconnectOf(
-      ended?.code ?? CloseCode.Abnormal,
-      ended?.reason ?? '',
-      message,
-    );
-  }
 }
 
-const CONTEXT = Symbol('ws-endpoints:context');
-type ContextualWebSocket = WebSocket & { [CONTEXT]: WebSocketContext };
-
-const contextOf = (ws: WebSocket) => (ws as ContextualWebSocket)[CONTEXT];
-
 const RESOLVED = Promise.resolve();
-/** ws's frame options, by binary × fin, made once rather than per message. */
-const SEND_OPTIONS = [
-  { binary: false, fin: false },
-  { binary: false, fin: true },
-  { binary: true, fin: false },
-  { binary: true, fin: true },
-].map((options) => Object.freeze(options));
+
+function nameOf(value: unknown): string {
+  return typeof value === 'function'
+    ? 'a function'
+    : typeof value === 'symbol'
+      ? 'a symbol'
+      : String(value);
+}
 
 /**
  * `for await` over the messages. Hand-written rather than an async generator: one promise a

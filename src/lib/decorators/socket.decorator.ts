@@ -1,5 +1,5 @@
 import { createParamDecorator } from '@nestjs/common';
-import { SOCKET_ARGUMENT } from '../session/session-runner';
+import { SOCKET_ARGUMENT } from '../constants';
 
 /**
  * Injects the connection's `WebSocketContext` into a `@Ws` handler.

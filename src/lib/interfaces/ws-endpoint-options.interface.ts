@@ -23,8 +23,9 @@ export interface HeartbeatOptions {
 
 /**
  * Which `Origin` headers may open a connection: `'same-host'` (the Origin's host must equal the
- * Host header when an Origin is sent), `'*'` (any), a list of origins, a RegExp, or a function.
- * Requests without an `Origin` header (non-browser clients) always pass.
+ * Host header when an Origin is sent), `'*'` (any), a list of origins (compared as origins:
+ * scheme, host and port), a RegExp, or a function, which may be async. Requests without an
+ * `Origin` header (non-browser clients) always pass.
  * @publicApi
  */
 export type AllowedOrigins =
@@ -32,7 +33,7 @@ export type AllowedOrigins =
   | '*'
   | string[]
   | RegExp
-  | ((origin: string, request: IncomingMessage) => boolean);
+  | ((origin: string, request: IncomingMessage) => boolean | Promise<boolean>);
 
 /**
  * Options of one WebSocket endpoint. Given to `WsEndpointsModule.forRoot()` they are the defaults of
@@ -69,11 +70,18 @@ export interface WsEndpointOptions {
    */
   heartbeat?: HeartbeatOptions | false;
   /**
-   * Most unread messages queued per connection; above it the server stops reading the socket
-   * (TCP backpressure) until the handler catches up.
+   * Unread messages per connection at which the server stops reading the socket (TCP
+   * backpressure) until the handler catches up.
    * @default 64
    */
   inboundQueue?: number;
+  /**
+   * Unread bytes per connection (counted after decompression) at which the server stops reading
+   * the socket: by default one message of `maxPayload` pauses it, so a handler that does not
+   * read holds about one message.
+   * @default maxPayload
+   */
+  inboundQueueBytes?: number;
   /**
    * Bytes buffered for the peer above which `send()` waits for the socket to drain.
    * @default 1048576 (1 MiB)
@@ -110,6 +118,12 @@ export interface WsEndpointOptions {
 
 /** Options of `WsEndpointsModule.forRoot()`: the defaults of every endpoint, and the shutdown. @publicApi */
 export interface WsEndpointsModuleOptions extends WsEndpointOptions {
+  /**
+   * ms an upgrade request has, from its arrival, to be accepted or refused: a middleware, guard,
+   * pipe or interceptor that does not settle in time gets the client HTTP 503.
+   * @default 10000
+   */
+  handshakeTimeout?: number;
   /**
    * ms that `app.close()` waits for handlers to finish after their sessions were closed with 1001;
    * then the remaining connections are dropped.

@@ -1,6 +1,6 @@
 import { HttpException } from '@nestjs/common';
 import { WsException } from '@nestjs/websockets';
-import { CloseCode } from '../context/close-code.enum';
+import { CloseCode, isSendableCloseCode } from '../context/close-code.enum';
 import { truncateCloseReason } from '../context/close-frame';
 
 /** A close frame, and whether the error was expected (a `WsException` or `HttpException`). */
@@ -10,36 +10,52 @@ export interface ErrorClose {
   expected: boolean;
 }
 
+const INTERNAL: ErrorClose = {
+  code: CloseCode.InternalError,
+  reason: 'Internal server error',
+  expected: false,
+};
+
 /**
  * The close frame for an error a handler threw: `WsException` → 1008 with its message,
- * `HttpException` → 4000 + status, anything else → 1011 without its message.
+ * `HttpException` → 4000 + status, anything else → 1011 without its message. Never throws:
+ * a value whose getters or prototype chain throw gets 1011.
  */
 export function closeForError(error: unknown): ErrorClose {
-  if (error instanceof WsException) {
-    const detail = error.getError();
-    // a string, an object's message, or the object itself as JSON, as gateways send it
-    const message =
-      typeof detail === 'string'
-        ? detail
-        : ((detail as { message?: string }).message ?? JSON.stringify(detail));
-    return {
-      code: CloseCode.PolicyViolation,
-      reason: truncateCloseReason(String(message)),
-      expected: true,
-    };
+  try {
+    if (error instanceof WsException) {
+      return {
+        code: CloseCode.PolicyViolation,
+        reason: truncateCloseReason(reasonOf(error.getError())),
+        expected: true,
+      };
+    }
+    if (error instanceof HttpException) {
+      const code = CloseCode.HttpBase + error.getStatus();
+      if (!isSendableCloseCode(code)) return INTERNAL;
+      return {
+        code,
+        reason: truncateCloseReason(String(error.message)),
+        expected: true,
+      };
+    }
+  } catch {
+    // a message, a status or a prototype chain that throws: an error like any other
   }
-  if (error instanceof HttpException) {
-    return {
-      code: CloseCode.HttpBase + error.getStatus(),
-      reason: truncateCloseReason(error.message),
-      expected: true,
-    };
+  return INTERNAL;
+}
+
+/** A WsException's detail as a close reason: a string, an object's message, or its JSON. */
+function reasonOf(detail: unknown): string {
+  if (typeof detail === 'string') return detail;
+  if (detail === null || detail === undefined) return '';
+  const message = (detail as { message?: unknown }).message;
+  if (typeof message === 'string') return message;
+  try {
+    return JSON.stringify(detail) ?? '';
+  } catch {
+    return '';
   }
-  return {
-    code: CloseCode.InternalError,
-    reason: 'Internal server error',
-    expected: false,
-  };
 }
 
 /** The body of the error frame sent for a message that `receive(Dto)` rejected. */

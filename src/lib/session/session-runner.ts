@@ -6,35 +6,30 @@ import {
   Logger,
   ServiceUnavailableException,
 } from '@nestjs/common';
-import {
-  concatMap,
-  fromEvent,
-  isObservable,
-  lastValueFrom,
-  Observable,
-  takeUntil,
-} from 'rxjs';
+import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
+import { selectExceptionFilterMetadata } from '@nestjs/common/internal';
 import { WebSocketServer } from 'ws';
-import { CloseCode, isSendableCloseCode } from '../context/close-code.enum';
-import type { HeartbeatMonitor } from '../context/heartbeat';
+import { CloseCode } from '../context/close-code.enum';
 import {
   ContextSettings,
   MessageParser,
   WebSocketContext,
 } from '../context/websocket-context';
 import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
+import { describeError, isInstance } from '../errors/describe-error';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
-import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
-import { selectExceptionFilterMetadata } from '@nestjs/common/internal';
 import {
   FILTER_FAILED,
   HANDLER_FAILED,
   NO_COMMON_PROTOCOL,
   SHUTTING_DOWN,
 } from '../messages';
+import type { HeartbeatMonitor } from '../transport/heartbeat';
 import type { PendingUpgrade } from '../upgrade/pending-upgrade';
 import { closeForError, errorFrameFor } from './close-for-error';
-import { WebSocketSessions } from './websocket-sessions';
+import { sendResult } from './handler-result';
+import { SessionRegistry } from './session-registry';
+import { SOCKET_ARGUMENT } from '../constants';
 
 /** What the runner needs of one endpoint, built once at bootstrap. */
 export interface SessionEndpoint {
@@ -53,13 +48,13 @@ type SessionErrorHandler = (
 /**
  * Runs one session: completes the handshake, calls the handler with the socket context, sends
  * what an `Observable` or `AsyncIterable` handler produces, closes with 1000 when the handler
- * settles, and turns an error into a close code.
+ * settles, and turns an error into a close code through one failure path that cannot throw.
  */
 @Injectable()
 export class SessionRunner {
   private readonly logger = new Logger(SessionRunner.name);
 
-  constructor(private readonly sessions: WebSocketSessions) {}
+  constructor(private readonly registry: SessionRegistry) {}
 
   /**
    * Completes the handshake and runs the handler. Without `detach`, resolves when the session
@@ -76,7 +71,7 @@ export class SessionRunner {
   ): Promise<void> {
     const { definition } = endpoint;
     const { options } = definition;
-    if (this.sessions.isDraining) {
+    if (this.registry.isDraining) {
       throw new ServiceUnavailableException(SHUTTING_DOWN);
     }
     assertProtocolOffered(
@@ -97,15 +92,15 @@ export class SessionRunner {
     upgrade.context = context;
     if (!detach) {
       const done = this.runHandler(definition, context, instance, args);
-      this.sessions.track(
+      this.registry.track(
         context,
         Promise.allSettled([context.closed, done]).then(() =>
-          this.sessions.release(context),
+          this.registry.release(context),
         ),
       );
       return done;
     }
-    this.sessions.track(
+    this.registry.track(
       context,
       this.runHandler(definition, context, instance, args, detach),
     );
@@ -115,6 +110,7 @@ export class SessionRunner {
    * Ends a session whose handler (or an interceptor around it) threw. An exception filter bound
    * to the endpoint that catches the error runs first, with a `'ws'` host whose client is the
    * context: it may close with a code of its own; a socket it leaves open gets the default code.
+   * Logged once. Never throws nor rejects, whatever was thrown and whatever the filter does.
    */
   async fail(
     definition: WsEndpointDefinition,
@@ -123,24 +119,22 @@ export class SessionRunner {
     filters: ExceptionFilterMetadata[],
     host: ArgumentsHost,
   ): Promise<void> {
-    if (endsSession(error, context)) return;
-    const close = closeForError(error);
-    const code = isSendableCloseCode(close.code)
-      ? close.code
-      : CloseCode.InternalError;
-    if (await this.filtered(definition, error, filters, host)) {
-      // the filter answered, and logged what it meant to
-    } else if (close.expected) {
-      this.logger.warn(
-        `${definition.name} closed connection ${context.id} with ${code}: ${close.reason}`,
-      );
-    } else {
+    try {
+      if (endsSession(error, context)) return;
+      const close = closeForError(error);
+      if (!(await this.filtered(definition, error, filters, host))) {
+        this.logFailure(definition, context, error, close);
+      }
+      if (context.state === 'open')
+        await context.close(close.code, close.reason);
+    } catch (failure) {
+      // only a logger that throws gets here: the session still ends
+      context.terminate();
       this.logger.error(
         HANDLER_FAILED(definition.name),
-        error instanceof Error ? error.stack : String(error),
+        describeError(failure),
       );
     }
-    if (context.state === 'open') await context.close(code, close.reason);
   }
 
   /** The context settings of an endpoint's connections: its options, its parser, its heartbeat. */
@@ -153,28 +147,52 @@ export class SessionRunner {
       ...definition.options,
       heartbeat,
       parse,
+      sessions: this.registry,
       onRejectedMessage: (socket, error) =>
         this.rejectMessage(definition, socket, error),
     };
   }
 
+  /**
+   * Runs the endpoint's exception filter for `error`, if one catches it: whether it did. One
+   * that throws is logged once, with the error it was handling, and the default close follows.
+   */
   private async filtered(
     definition: WsEndpointDefinition,
     error: unknown,
     filters: ExceptionFilterMetadata[],
     host: ArgumentsHost,
   ): Promise<boolean> {
-    const filter = selectExceptionFilterMetadata(filters, error);
+    let filter: ExceptionFilterMetadata | undefined;
+    try {
+      filter = selectExceptionFilterMetadata(filters, error);
+    } catch {
+      // a value whose prototype chain throws is caught by no filter
+    }
     if (!filter) return false;
     try {
       await filter.func(error, host);
-      return true;
     } catch (filterError) {
       this.logger.error(
         FILTER_FAILED(definition.name),
-        filterError instanceof Error ? filterError.stack : String(filterError),
+        `${describeError(filterError)}\nwhile handling: ${describeError(error)}`,
       );
-      return false;
+    }
+    return true;
+  }
+
+  private logFailure(
+    definition: WsEndpointDefinition,
+    context: WebSocketContext,
+    error: unknown,
+    close: { code: number; reason: string; expected: boolean },
+  ): void {
+    if (close.expected) {
+      this.logger.warn(
+        `${definition.name} closed connection ${context.id} with ${close.code}: ${close.reason}`,
+      );
+    } else {
+      this.logger.error(HANDLER_FAILED(definition.name), describeError(error));
     }
   }
 
@@ -214,7 +232,7 @@ export class SessionRunner {
     onError?: SessionErrorHandler,
   ): Promise<void> {
     try {
-      await this.consume(result, context);
+      await sendResult(result, context);
       if (context.state === 'open') await context.close(CloseCode.Normal);
     } catch (error) {
       return this.end(context, error, onError);
@@ -238,25 +256,7 @@ export class SessionRunner {
   /** Forgets a detached session once its connection has closed. */
   private async release(context: WebSocketContext): Promise<void> {
     await context.closed;
-    this.sessions.release(context);
-  }
-
-  private async consume(
-    result: unknown,
-    context: WebSocketContext,
-  ): Promise<void> {
-    if (isObservable(result)) {
-      const closed = fromEvent(context.signal, 'abort');
-      await lastValueFrom(
-        (result as Observable<unknown>).pipe(
-          takeUntil(closed),
-          concatMap((value) => context.send(value)),
-        ),
-        { defaultValue: undefined },
-      );
-    } else if (isAsyncIterable(result) && result !== context) {
-      for await (const value of result) await context.send(value);
-    }
+    this.registry.release(context);
   }
 
   private async rejectMessage(
@@ -264,10 +264,10 @@ export class SessionRunner {
     context: WebSocketContext,
     error: unknown,
   ): Promise<void> {
-    if (!(error instanceof HttpException)) throw error;
+    if (!isInstance(error, HttpException)) throw error;
     const frame = errorFrameFor(error);
     this.logger.debug(
-      `${definition.name} rejected a message on ${context.id}: ${JSON.stringify(frame.error.message)}`,
+      `${definition.name} rejected a message on ${context.id}: ${describeError(frame.error.message)}`,
     );
     if (definition.options.validation === 'close') {
       await context.close(CloseCode.InvalidPayload, 'Invalid message');
@@ -279,9 +279,6 @@ export class SessionRunner {
     await context.send(frame);
   }
 }
-
-/** What `@Socket()` resolves to in the HTTP pipeline; the runner puts the context in its place. */
-export const SOCKET_ARGUMENT: unique symbol = Symbol('ws-endpoints:socket');
 
 /** Refuses, when the endpoint says so, a client whose offered subprotocols it speaks none of. */
 function assertProtocolOffered(
@@ -305,13 +302,5 @@ function assertProtocolOffered(
  * another socket (a failed broadcast, say) is an error of this handler like any other.
  */
 function endsSession(error: unknown, context: WebSocketContext): boolean {
-  return error instanceof WebSocketDisconnect && context.state !== 'open';
-}
-
-function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
-  return (
-    typeof (value as AsyncIterable<unknown> | undefined)?.[
-      Symbol.asyncIterator
-    ] === 'function'
-  );
+  return isInstance(error, WebSocketDisconnect) && context.state !== 'open';
 }

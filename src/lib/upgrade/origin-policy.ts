@@ -2,37 +2,70 @@ import type { IncomingMessage } from 'node:http';
 import type { AllowedOrigins } from '../interfaces/ws-endpoint-options.interface';
 
 /**
- * Why the request's `Origin` is refused under `allowed`, or `undefined` when it may connect.
- * A request without `Origin` (a non-browser client) always may.
+ * Why a request's `Origin` is refused, or `undefined` when it may connect. A request without
+ * `Origin` (a non-browser client) always may. May reject with what an `allowedOrigins`
+ * function threw.
  */
-export function refuseOrigin(
-  allowed: AllowedOrigins,
+export type OriginPolicy = (
   request: IncomingMessage,
-): string | undefined {
-  const origin = request.headers.origin;
-  if (!origin || allowed === '*') return undefined;
+) => Promise<string | undefined> | string | undefined;
+
+/**
+ * An endpoint's `allowedOrigins`, made once: listed origins are compared as origins (scheme,
+ * host and port, case-insensitive; a trailing slash or a path does not count), a RegExp is
+ * tested from the start each time whatever its flags, a function may be async.
+ */
+export function originPolicy(allowed: AllowedOrigins): OriginPolicy {
+  if (allowed === '*') return () => undefined;
   if (allowed === 'same-host') {
-    return hostOf(origin) === request.headers.host?.toLowerCase()
-      ? undefined
-      : `its host is not ${request.headers.host ?? 'the Host header'}`;
+    return ({ headers: { origin, host } }) =>
+      !origin || isSameHost(origin, host)
+        ? undefined
+        : `its host is not ${host ?? 'the Host header'}`;
   }
   if (Array.isArray(allowed)) {
-    return allowed.includes(origin) ? undefined : 'it is not in allowedOrigins';
+    const origins = new Set(allowed.map(normalizeOrigin));
+    return ({ headers: { origin } }) =>
+      !origin || origins.has(normalizeOrigin(origin))
+        ? undefined
+        : 'it is not in allowedOrigins';
   }
   if (allowed instanceof RegExp) {
-    return allowed.test(origin)
-      ? undefined
-      : `it does not match ${String(allowed)}`;
+    return ({ headers: { origin } }) => {
+      if (!origin) return undefined;
+      // a RegExp with the g or y flag goes on from where its last match ended
+      allowed.lastIndex = 0;
+      const matches = allowed.test(origin);
+      allowed.lastIndex = 0;
+      return matches ? undefined : `it does not match ${String(allowed)}`;
+    };
   }
-  return allowed(origin, request)
-    ? undefined
-    : 'the allowedOrigins function refused it';
+  return async (request) => {
+    const { origin } = request.headers;
+    if (!origin) return undefined;
+    return (await allowed(origin, request))
+      ? undefined
+      : 'the allowedOrigins function refused it';
+  };
 }
 
-function hostOf(origin: string): string | undefined {
+/** `https://App.Example:443/` → `https://app.example`; what is not a URL stays as it is. */
+function normalizeOrigin(origin: string): string {
   try {
-    return new URL(origin).host.toLowerCase();
+    const { origin: normalized } = new URL(origin);
+    return normalized === 'null' ? origin : normalized;
   } catch {
-    return undefined;
+    return origin;
+  }
+}
+
+/** Whether the Origin's host and port are the Host header's (the default port of its scheme when none). */
+function isSameHost(origin: string, host: string | undefined): boolean {
+  if (!host) return false;
+  try {
+    const { protocol, host: originHost } = new URL(origin);
+    return new URL(`${protocol}//${host}`).host === originHost;
+  } catch {
+    return false;
   }
 }

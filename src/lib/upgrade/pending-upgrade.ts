@@ -1,4 +1,4 @@
-import { BadRequestException } from '@nestjs/common';
+import { BadRequestException, Logger } from '@nestjs/common';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -7,13 +7,35 @@ import type {
   UpgradeRequest,
   WebSocketContext,
 } from '../context/websocket-context';
+import { describeError } from '../errors/describe-error';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import {
+  HANDSHAKE_TIMED_OUT,
+  INVALID_VERSION,
+  PLATFORM_FAILED,
+} from '../messages';
+import type {
+  PendingHandshake,
+  SessionRegistry,
+} from '../session/session-registry';
+import type { PlatformHandler } from './platform-handler';
+import { destroyWhenFlushed, errorBody, refuseSocket } from './refusal';
+
+/**
+ * `waiting` for the socket (a response to an earlier request on it is still being written),
+ * `routing` through the HTTP pipeline, then `accepted` (the handshake is done), `answered` (an
+ * HTTP answer was written; the socket goes once it is flushed) or `abandoned` (dropped).
+ */
+type UpgradePhase =
+  'waiting' | 'routing' | 'accepted' | 'answered' | 'abandoned';
 
 /**
  * An upgrade request on its way through the HTTP pipeline (middleware, guards, param pipes)
  * to the handshake. The HTTP response is written to the raw socket until the upgrade completes.
+ * Nothing before the upgrade waits for ever: after `handshakeTimeout` the peer gets 503, or its
+ * socket is dropped when an answer can no longer be written.
  */
-export class PendingUpgrade {
+export class PendingUpgrade implements PendingHandshake {
   /** The session's context, once the handshake is complete. */
   context?: WebSocketContext;
   /**
@@ -21,24 +43,53 @@ export class PendingUpgrade {
    * Fastify's wraps it): where guards leave `user` and the router `params` and `query`.
    */
   routed?: UpgradeRequest;
-  readonly response: ServerResponse;
+  /** The HTTP response on the raw socket, once routing has begun. */
+  response?: ServerResponse;
+  private phase: UpgradePhase = 'waiting';
+  private readonly timer: NodeJS.Timeout;
 
   constructor(
     readonly request: IncomingMessage,
     readonly socket: Duplex,
     private readonly head: Buffer,
+    private readonly registry: SessionRegistry,
+    timeout: number,
   ) {
-    this.response = new ServerResponse(request);
-    this.response.shouldKeepAlive = false;
-    this.response.assignSocket(socket as never);
-    // a rejected upgrade ends with its HTTP answer: the socket has no HTTP parser left to reuse it
-    this.response.once('finish', () => socket.end());
     pending.set(request, this);
+    registry.admit(this);
+    this.timer = setTimeout(() => this.expire(), timeout);
   }
 
   /** The upgrade `request` is part of, while it goes through the HTTP pipeline. */
   static of(request: IncomingMessage | { raw: IncomingMessage }) {
     return pending.get('raw' in request ? request.raw : request);
+  }
+
+  /** Whether the pipeline may still accept or answer it: no timeout or shutdown answered first. */
+  get routing(): boolean {
+    return this.phase === 'routing';
+  }
+
+  /** Runs the request through the HTTP platform (`handle`) with a response on the raw socket. */
+  route(handle: PlatformHandler): void {
+    if (this.phase !== 'waiting') return;
+    if (this.socket.destroyed) return this.abandon();
+    this.phase = 'routing';
+    const response = new ServerResponse(this.request);
+    this.response = response;
+    response.shouldKeepAlive = false;
+    response.assignSocket(this.socket as never);
+    // a refused upgrade ends with its HTTP answer: the socket has no HTTP parser left to reuse it
+    response.once('finish', () => this.answered());
+    try {
+      handle(this.request, response);
+    } catch (error) {
+      new Logger(PendingUpgrade.name).error(
+        PLATFORM_FAILED(this.request.url ?? '/'),
+        describeError(error),
+      );
+      this.abandon(500, 'Internal server error');
+    }
   }
 
   /** Done with the pipeline: the request, which lives as long as the connection, lets go of it. */
@@ -47,12 +98,24 @@ export class PendingUpgrade {
   }
 
   /**
-   * Completes the handshake and hands the socket to `wrap` in the same tick. Rejects with 1006 when the peer left while the guards ran, and with
-   * a 400 when the handshake headers are invalid (missing key, unsupported version…).
+   * Completes the handshake and hands the socket to `wrap` in the same tick. Rejects with 1006
+   * when the peer left while the guards ran or the upgrade was answered meanwhile (timeout,
+   * shutdown), and with a 400 when the handshake headers are invalid (missing key, unsupported
+   * version…).
    */
   accept<T>(server: WebSocketServer, wrap: (ws: WebSocket) => T): Promise<T> {
-    if (!this.socket.readable || !this.socket.writable) {
+    if (
+      this.phase !== 'routing' ||
+      !this.socket.readable ||
+      !this.socket.writable
+    ) {
       return Promise.reject(new WebSocketDisconnect(CloseCode.Abnormal));
+    }
+    const version = Number(this.request.headers['sec-websocket-version']);
+    if (version !== 13 && version !== 8) {
+      // RFC 6455 §4.4: the answer names the versions the server speaks
+      this.response!.setHeader('Sec-WebSocket-Version', '13, 8');
+      return Promise.reject(new BadRequestException(INVALID_VERSION));
     }
     return new Promise((resolve, reject) => {
       // with a listener, ws leaves the answer to us, so that it goes through the app's exception filters
@@ -68,7 +131,10 @@ export class PendingUpgrade {
       server.on('wsClientError', onClientError);
       server.handleUpgrade(this.request, this.socket, this.head, (ws) => {
         server.off('wsClientError', onClientError);
-        this.response.detachSocket(this.socket as never);
+        this.phase = 'accepted';
+        this.settle();
+        this.response!.detachSocket(this.socket as never);
+        this.response = undefined;
         // Express links the request to its response and router and caches its parsed URL: dead
         // weight for the life of the connection (cleared, not deleted: a deletion turns the
         // request into a slow dictionary object). Its `params` is a null-prototype dictionary
@@ -85,6 +151,62 @@ export class PendingUpgrade {
       });
     });
   }
+
+  /**
+   * Answers `status` when nothing has been written yet, else drops the socket; the pipeline's
+   * late outcome is then ignored. For the handshake timeout, the shutdown and a pipeline that
+   * settled without an answer.
+   */
+  abandon(status?: number, message = ''): void {
+    const { phase, response, socket } = this;
+    if (phase === 'accepted' || phase === 'abandoned') return;
+    if (status && phase === 'routing' && !response!.headersSent) {
+      this.phase = 'answered';
+      response!.writeHead(status, {
+        'Content-Type': 'application/json; charset=utf-8',
+      });
+      response!.end(errorBody(status, message));
+      return;
+    }
+    if (status && phase === 'waiting' && !responseOn(socket)) {
+      this.phase = 'abandoned';
+      this.settle();
+      return refuseSocket(socket, status, message);
+    }
+    this.phase = 'abandoned';
+    this.settle();
+    socket.destroy();
+  }
+
+  private expire(): void {
+    if (this.phase === 'routing' || this.phase === 'waiting') {
+      new Logger(PendingUpgrade.name).warn(
+        HANDSHAKE_TIMED_OUT(this.request.url ?? '/'),
+      );
+    }
+    this.abandon(503, 'Handshake timed out');
+  }
+
+  /** The HTTP answer is written: the socket goes once it is flushed, whatever the peer does. */
+  private answered(): void {
+    if (this.phase === 'accepted') return;
+    this.phase = 'answered';
+    this.socket.once('close', () => this.settle());
+    destroyWhenFlushed(this.socket);
+  }
+
+  private settle(): void {
+    clearTimeout(this.timer);
+    this.registry.forget(this);
+  }
+}
+
+/** The response to an earlier request on this keep-alive socket, while it is being written. */
+export function responseOn(socket: Duplex): ServerResponse | undefined {
+  return (
+    (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage ??
+    undefined
+  );
 }
 
 /** The upgrades going through the pipeline, by request (Fastify's routed request wraps it as `raw`). */

@@ -1,7 +1,8 @@
 import {
   BadRequestException,
-  HttpException,
+  ForbiddenException,
   HttpServer,
+  Logger,
   RequestMethod,
   Type,
 } from '@nestjs/common';
@@ -18,19 +19,26 @@ import {
 } from '@nestjs/core/internal';
 import { RouteParamsFactory } from '@nestjs/core/router/route-params-factory';
 import { RouterExceptionFilters } from '@nestjs/core/router/router-exception-filters';
-import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
 import { WebSocketServer } from 'ws';
-import { HeartbeatMonitor } from '../context/heartbeat';
 import {
   MessageParser,
   UpgradeRequest,
   WebSocketContext,
 } from '../context/websocket-context';
 import { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
+import { describeError } from '../errors/describe-error';
 import type { ResolvedWsEndpointOptions } from '../interfaces/ws-endpoint-options.interface';
-import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
-import { INVALID_JSON, UPGRADE_REQUIRED } from '../messages';
+import {
+  HANDLER_FAILED,
+  INVALID_JSON,
+  ORIGIN_REFUSED,
+  UNANSWERED_UPGRADE,
+} from '../messages';
 import { SessionEndpoint, SessionRunner } from '../session/session-runner';
+import { HeartbeatMonitor } from '../transport/heartbeat';
+import { HandshakeFailure } from './handshake-failure';
+import { containerOf, filtersOf } from './nest-internals';
+import { OriginPolicy, originPolicy } from './origin-policy';
 import { PendingUpgrade } from './pending-upgrade';
 import { handlerArguments, WsExecutionContext } from './ws-execution-context';
 
@@ -41,15 +49,14 @@ export type RouteHandler = (
   next?: Function,
 ) => void;
 
-/** 426 Upgrade Required, which `HttpStatus` does not name. */
-const UPGRADE_REQUIRED_STATUS = 426;
-
 /**
- * Builds, once per endpoint, the HTTP route that an upgrade request is routed to: Nest's guards,
- * interceptors and param pipes run on it, exceptions before the upgrade go through the app's
- * HTTP exception filters, and the handler call completes the handshake and runs the session.
+ * Builds, once per endpoint, the HTTP route that an upgrade request is routed to: the origin
+ * policy of this endpoint (the one the platform chose to run), then Nest's guards, interceptors
+ * and param pipes; exceptions before the upgrade go through the app's HTTP exception filters,
+ * and the handler call completes the handshake and runs the session.
  */
 export class WsRouteFactory {
+  private readonly logger = new Logger(WsRouteFactory.name);
   private readonly container: NestContainer;
   private readonly pipes: PipesContextCreator;
   private readonly interceptors: InterceptorsContextCreator;
@@ -65,9 +72,7 @@ export class WsRouteFactory {
   ) {
     // ExternalContextCreator looks for the host among providers and so drops class-referenced
     // guards and pipes of controllers; the context creators are composed with the controller's own module instead.
-    this.container = (
-      moduleRef as unknown as { container: NestContainer }
-    ).container;
+    this.container = containerOf(moduleRef);
     this.pipes = new PipesContextCreator(this.container, config);
     this.interceptors = new InterceptorsContextCreator(this.container, config);
     this.executionContext = new WsExecutionContext(
@@ -133,11 +138,10 @@ export class WsRouteFactory {
       callback,
       moduleKey,
     );
-
-    // the filters of the route, for errors after the upgrade, where they see a 'ws' host
-    const filters = (
-      exceptions as unknown as { filters: ExceptionFilterMetadata[] }
-    ).filters;
+    // the filters of the route as the app bound them, for errors after the upgrade, where they
+    // see a 'ws' host; the HTTP answers go through guarded copies
+    const filters = filtersOf(exceptions);
+    const refusals = new HandshakeFailure(exceptions, this.adapter);
     const failSession = (context: WebSocketContext, error: unknown) => {
       const host = new ExecutionContextHost(
         [context, undefined],
@@ -147,6 +151,7 @@ export class WsRouteFactory {
       host.setType('ws');
       return this.runner.fail(definition, context, error, filters, host);
     };
+    const allowedOrigin = originPolicy(definition.options.allowedOrigins);
 
     const route = async (
       request: UpgradeRequest,
@@ -154,34 +159,58 @@ export class WsRouteFactory {
       next?: Function,
     ) => {
       const upgrade = PendingUpgrade.of(request);
+      if (!upgrade) return refusals.upgradeRequired(request, response, next);
+      upgrade.routed = request;
       try {
-        if (!upgrade) {
-          this.adapter.setHeader(response, 'Upgrade', 'websocket');
-          throw new HttpException(
-            UPGRADE_REQUIRED(request.url ?? '/'),
-            UPGRADE_REQUIRED_STATUS,
-          );
-        }
-        upgrade.routed = request;
+        await this.checkOrigin(allowedOrigin, upgrade);
         await execute(request, response, next as Function);
+        if (!detached) this.interceptorsDone(upgrade, definition.name);
       } catch (error) {
-        if (upgrade?.context) {
-          await failSession(upgrade.context, error);
-        } else if (error instanceof WebSocketDisconnect) {
-          upgrade?.socket.destroy();
-        } else {
-          exceptions.next(
-            error as Error,
-            new ExecutionContextHost([request, response, next]),
-          );
-        }
+        if (upgrade.context) await failSession(upgrade.context, error);
+        else refusals.refuse(upgrade, error, request, response, next);
       } finally {
-        upgrade?.release();
+        upgrade.release();
       }
     };
     // Nothing is returned to the platform: Fastify would answer a settled handler with an HTTP
     // response, and the route catches all it throws.
-    return (request, response, next) => void route(request, response, next);
+    return (request, response, next) =>
+      void route(request, response, next).catch((error: unknown) =>
+        this.logger.error(
+          HANDLER_FAILED(definition.name),
+          describeError(error),
+        ),
+      );
+  }
+
+  /** Refuses (403) an `Origin` the endpoint's `allowedOrigins` does not allow, logged once. */
+  private async checkOrigin(
+    allowed: OriginPolicy,
+    upgrade: PendingUpgrade,
+  ): Promise<void> {
+    const refusal = await allowed(upgrade.request);
+    if (!refusal) return;
+    const { origin = '' } = upgrade.request.headers;
+    this.logger.warn(
+      ORIGIN_REFUSED(origin, upgrade.request.url ?? '/', refusal),
+    );
+    throw new ForbiddenException('Origin not allowed');
+  }
+
+  /**
+   * The interceptors' Observable has settled: the session ends with it. One that completed
+   * without calling `next.handle()` leaves the upgrade unanswered (500); one that completed
+   * early, or swallowed the handler's error, leaves an open socket that no handler serves.
+   */
+  private interceptorsDone(upgrade: PendingUpgrade, endpoint: string): void {
+    const { context } = upgrade;
+    if (!context) {
+      if (!upgrade.routing) return;
+      this.logger.error(UNANSWERED_UPGRADE(endpoint));
+      upgrade.abandon(500, 'Internal server error');
+    } else if (context.state === 'open') {
+      void context.close();
+    }
   }
 
   private createParser({

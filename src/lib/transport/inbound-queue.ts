@@ -1,6 +1,5 @@
-import type WebSocket from 'ws';
+import type { WebSocketMessage } from '../context/websocket-message';
 import type { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
-import type { WebSocketMessage } from './websocket-message';
 
 /** Options of `receive()`. @publicApi */
 export interface ReceiveOptions {
@@ -8,6 +7,11 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
   /** Stops waiting after this many ms; the promise rejects with a `TimeoutError` DOMException. */
   timeout?: number;
+}
+
+/** How the queue's reader learns that the queue grew or shrank, to pause or resume reading. */
+export interface InboundFlow {
+  regulate(messages: number, bytes: number): void;
 }
 
 interface Waiter {
@@ -25,11 +29,12 @@ export const DONE: IteratorReturnResult<undefined> = Object.freeze({
 
 /**
  * The messages a connection has received that its handler has not read yet, and the handler's
- * pending reads, served in order. Above `limit` unread messages the socket is paused, so the
- * peer's TCP window fills and it slows down; reading resumes as the handler catches up.
+ * pending reads, served in order. It counts what it holds in messages and in bytes and tells
+ * its `flow` after each change, so that the connection pauses reading while it holds too much.
  */
 export class InboundQueue {
   private readonly messages: WebSocketMessage[] = [];
+  private queuedBytes = 0;
   /**
    * The pending `for await` read, when it is the only pending read: the rule, and the hot path,
    * which then allocates no waiter. Any other read waits in `waiters`, after it.
@@ -38,10 +43,17 @@ export class InboundQueue {
   private waiters: Waiter[] = [];
   private ended?: () => WebSocketDisconnect;
 
-  constructor(
-    private readonly ws: WebSocket,
-    private readonly limit: number,
-  ) {}
+  constructor(private readonly flow: InboundFlow) {}
+
+  /** Unread messages. */
+  get size(): number {
+    return this.messages.length;
+  }
+
+  /** The payload bytes of the unread messages. */
+  get bytes(): number {
+    return this.queuedBytes;
+  }
 
   push(message: WebSocketMessage): void {
     const reader = this.reader;
@@ -56,15 +68,18 @@ export class InboundQueue {
       );
     }
     this.messages.push(message);
-    if (this.messages.length >= this.limit) this.ws.pause();
+    this.queuedBytes += message.data.length;
+    this.flow.regulate(this.messages.length, this.queuedBytes);
   }
 
-  /** The next message; once the queue is empty after the end, rejects with the end's error. */
-  next(options: ReceiveOptions = {}): Promise<WebSocketMessage> {
+  /**
+   * The next message; once the queue is empty after the end, rejects with the end's error.
+   * @param signal stops the wait when aborted (a deadline the caller made once for its call)
+   */
+  next(signal?: AbortSignal): Promise<WebSocketMessage> {
     const queued = this.shift();
     if (queued) return Promise.resolve(queued);
     if (this.ended) return Promise.reject(this.ended());
-    const signal = combineSignals(options);
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       if (!signal)
@@ -111,19 +126,20 @@ export class InboundQueue {
     }
   }
 
-  /** The oldest queued message, resuming reading once the queue has room again. */
+  /** The oldest queued message; the flow learns that the queue shrank. */
   private shift(): WebSocketMessage | undefined {
     const queued = this.messages.shift();
-    if (queued && this.ws.isPaused && this.messages.length < this.limit)
-      this.ws.resume();
+    if (queued) {
+      this.queuedBytes -= queued.data.length;
+      this.flow.regulate(this.messages.length, this.queuedBytes);
+    }
     return queued;
   }
 }
 
-function combineSignals({
-  signal,
-  timeout,
-}: ReceiveOptions): AbortSignal | undefined {
+/** The one signal that ends a `receive()` call: its own signal, its deadline, or both. */
+export function receiveSignal({ signal, timeout }: ReceiveOptions = {}):
+  AbortSignal | undefined {
   const timer =
     timeout === undefined ? undefined : AbortSignal.timeout(timeout);
   if (signal && timer) return AbortSignal.any([signal, timer]);

@@ -1,0 +1,53 @@
+import type { Duplex } from 'node:stream';
+import type WebSocket from 'ws';
+
+// What the transport needs of `ws` beyond its public API, in one place. Read from ws 8.23
+// (lib/websocket.js, lib/permessage-deflate.js); the tests of flow control with
+// permessage-deflate fail if a later version renames these.
+
+type Decompress = (
+  data: Buffer,
+  fin: boolean,
+  callback: (error: Error | null, result?: Buffer) => void,
+) => void;
+
+interface WsInternals {
+  _socket?: Duplex;
+  _extensions?: Record<string, { decompress: Decompress } | undefined>;
+}
+
+/**
+ * Makes `ws` inflate no compressed frame while `hold()` says so and the socket is open: each
+ * such frame waits until `release` is called, or the socket closes. `ws` keeps emitting the
+ * messages already in the chunk it read when reading is paused, and with permessage-deflate a
+ * few KiB of frames can inflate to many MiB; holding the inflation stops its receiver at the
+ * frame, so the bound on unread bytes holds.
+ * @returns the function that inflates the held frame, if any; `undefined` without compression
+ */
+export function holdInflation(
+  ws: WebSocket,
+  hold: () => boolean,
+): (() => void) | undefined {
+  const deflate = (ws as unknown as WsInternals)._extensions?.[
+    'permessage-deflate'
+  ];
+  if (!deflate) return undefined;
+  const decompress = deflate.decompress.bind(deflate);
+  let held: (() => void) | undefined;
+  let watchingSocket = false;
+  const release = () => {
+    const inflate = held;
+    held = undefined;
+    inflate?.();
+  };
+  const socket = (ws as unknown as WsInternals)._socket;
+  deflate.decompress = (data, fin, callback) => {
+    // once the socket is gone, ws reports the close only after its receiver has read all it had
+    if (!hold() || socket?.destroyed) return decompress(data, fin, callback);
+    held = () => decompress(data, fin, callback);
+    if (watchingSocket) return;
+    watchingSocket = true;
+    socket?.once('close', release);
+  };
+  return release;
+}
