@@ -26,13 +26,34 @@ describe('the example application', () => {
     await client.close();
   });
 
+  it('answers a binary message on /socket/handle with the same bytes, as binary', async () => {
+    const client = await connectWs(app, '/socket/handle');
+    const bytes = Buffer.from([0x00, 0x01, 0xc3, 0xa9, 0xff]);
+    client.send(bytes);
+    const reply = await client.next();
+    expect(reply.isBinary).toBe(true);
+    expect(reply.data).toEqual(bytes);
+    await client.close();
+  });
+
   it('serves the echo client page at GET /', async () => {
     const { port } = app.getHttpServer().address() as AddressInfo;
     const response = await fetch(`http://127.0.0.1:${port}/`);
     expect(response.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await response.text();
     expect(html).toContain('/socket/handle');
-    expect(html).toContain("log('connection')");
+    expect(html).toContain('<div id="status"');
+    expect(html).toContain('<button id="send-bytes"');
+  });
+
+  it('closes its sessions with 1001 when the app shuts down', async () => {
+    const { app } = await startApp({ imports: [AppModule] });
+    const client = await connectWs(app, '/socket/handle');
+    await app.close();
+    expect(await client.closed).toEqual({
+      code: 1001,
+      reason: 'Server shutting down',
+    });
   });
 });
 

@@ -20,11 +20,11 @@ interface Waiter {
 }
 
 /**
- * A `ws` client for jest e2e tests: it queues what the server sends, so a test awaits
- * `next()` instead of wiring listeners, and a missing message fails with a clear message.
+ * A `ws` client for e2e tests (jest or vitest): it queues what the server sends, so a test
+ * awaits `next()` instead of wiring listeners, and a missing message fails with a clear message.
  *
  * @example
- * const client = await connectWs(app, '/socket/handle');
+ * await using client = await connectWs(app, '/socket/handle');
  * client.send('hi');
  * expect((await client.next()).text).toMatch(/^Your message: hi/);
  * @publicApi
@@ -105,14 +105,28 @@ export class WsTestClient {
     }
   }
 
-  /** Closes the connection and resolves once it is closed. */
-  close(code?: number, reason?: string): Promise<CloseEvent> {
+  /**
+   * Closes the connection and resolves with the server's answer once it is closed.
+   * @param code the close code to send @default 1000
+   * @param reason the close reason to send @default ''
+   * @example expect(await client.close()).toEqual({ code: 1000, reason: '' });
+   */
+  close(code = 1000, reason = ''): Promise<CloseEvent> {
+    // `ws` sends a close frame without a code when none is given, and a server answers that with 1005
     if (
       this.ws.readyState === WebSocket.CONNECTING ||
       this.ws.readyState === WebSocket.OPEN
     )
       this.ws.close(code, reason);
     return this.closed;
+  }
+
+  /**
+   * Closes with 1000 when the client leaves an `await using` block.
+   * @example await using client = await connectWs(app, '/socket/handle');
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   private closedError(): Error {
