@@ -58,19 +58,44 @@ export function closePayload(
   ]);
 }
 
+/** A frame as `decodeFrame` reads it. */
+export interface DecodedFrame {
+  opcode: number;
+  /** Unmasked, when the frame was masked. */
+  payload: Buffer;
+  fin: boolean;
+  /** RSV1..RSV3 as in `FrameSpec`. */
+  rsv: number;
+  masked: boolean;
+  /** How many bytes of the input the frame took. */
+  size: number;
+}
+
 /** The first frame in `bytes` (server frames are unmasked), or undefined while incomplete. */
-export function decodeFrame(
-  bytes: Buffer,
-): { opcode: number; payload: Buffer } | undefined {
+export function decodeFrame(bytes: Buffer): DecodedFrame | undefined {
   if (bytes.length < 2) return undefined;
   let length = bytes[1] & 0x7f;
   let offset = 2;
-  if (length === 126) [length, offset] = [bytes.readUInt16BE(2), 4];
-  else if (length === 127)
+  if (length === 126) {
+    if (bytes.length < 4) return undefined;
+    [length, offset] = [bytes.readUInt16BE(2), 4];
+  } else if (length === 127) {
+    if (bytes.length < 10) return undefined;
     [length, offset] = [Number(bytes.readBigUInt64BE(2)), 10];
+  }
+  const masked = (bytes[1] & 0x80) !== 0;
+  const mask = masked ? bytes.subarray(offset, offset + 4) : undefined;
+  if (mask) offset += 4;
   if (bytes.length < offset + length) return undefined;
+  const payload = bytes.subarray(offset, offset + length);
   return {
     opcode: bytes[0] & 0x0f,
-    payload: bytes.subarray(offset, offset + length),
+    payload: mask
+      ? Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]))
+      : payload,
+    fin: (bytes[0] & 0x80) !== 0,
+    rsv: (bytes[0] >> 4) & 0b111,
+    masked,
+    size: offset + length,
   };
 }
