@@ -80,6 +80,12 @@ class ShapesController {
     await socket.send('bye');
   }
 
+  @Ws('lookup')
+  async lookup(@Socket() socket: WebSocketContext) {
+    await socket.send(socket.id);
+    for await (const message of socket) await socket.send(message);
+  }
+
   @Ws('intercepted')
   @UseInterceptors(SessionLoggingInterceptor)
   async intercepted(@Socket() socket: WebSocketContext) {
@@ -336,6 +342,19 @@ describe('sessions', () => {
       });
     });
 
+    it('finds a session by its id while it lasts, and no longer once it has ended', async () => {
+      const sessions = app.get(WebSocketSessions);
+      const client = await connectWs(app, '/shapes/lookup');
+      const id = (await client.next()).text;
+      const found = sessions.get(id);
+      expect(found?.id).toBe(id);
+      await found!.send('found by id');
+      expect((await client.next()).text).toBe('found by id');
+      await client.close();
+      await sessions.settled();
+      expect(sessions.get(id)).toBeUndefined();
+    });
+
     it('counts 0 live sessions after 200 rapid connect/close cycles', async () => {
       const sessions = app.get(WebSocketSessions);
       for (let i = 0; i < 200; i++) {
@@ -349,11 +368,11 @@ describe('sessions', () => {
   });
 
   describe('maxPayload', () => {
-    it('accepts a message of exactly 1 MiB by default and closes with 1009 above it', async () => {
+    it('accepts a message of exactly 64 KiB by default and closes with 1009 above it', async () => {
       const client = await connectWs(app, '/limits/default');
-      client.send(Buffer.alloc(1024 * 1024));
-      expect((await client.next()).text).toBe(String(1024 * 1024));
-      client.send(Buffer.alloc(1024 * 1024 + 1));
+      client.send(Buffer.alloc(64 * 1024));
+      expect((await client.next()).text).toBe(String(64 * 1024));
+      client.send(Buffer.alloc(64 * 1024 + 1));
       expect((await client.closed).code).toBe(1009);
     });
 

@@ -5,17 +5,18 @@ import type {
   WsEndpointsModuleOptions,
 } from './interfaces/ws-endpoint-options.interface';
 
-const MiB = 1024 * 1024;
+const KiB = 1024;
+const MiB = 1024 * KiB;
 
 /** The default of every endpoint option. */
 export const ENDPOINT_DEFAULTS: ResolvedWsEndpointOptions = {
-  maxPayload: MiB,
+  maxPayload: 64 * KiB,
   maxFragments: 16 * 1024,
   validation: 'reply',
   closeTimeout: 5_000,
   heartbeat: { interval: 30_000, timeout: 10_000 },
   inboundQueue: 64,
-  inboundQueueBytes: MiB,
+  inboundQueueBytes: 64 * KiB,
   sendHighWaterMark: MiB,
   sendTimeout: 10_000,
   allowedOrigins: 'same-host',

@@ -10,11 +10,7 @@ import {
   receiveSignal,
   type ReceiveOptions,
 } from '../transport/inbound-queue';
-import {
-  TransportObserver,
-  TransportSettings,
-  WsTransport,
-} from '../transport/ws-transport';
+import { TransportSettings, WsTransport } from '../transport/ws-transport';
 import { CloseCode } from './close-code.enum';
 import { assertValidClose } from './close-frame';
 import { WebSocketMessage } from './websocket-message';
@@ -70,9 +66,7 @@ export type UpgradeRequest = IncomingMessage & {
 export class WebSocketContext<
   TUser = any,
   TData extends object = Record<string, any>,
->
-  implements AsyncIterable<WebSocketMessage>, TransportObserver
-{
+> implements AsyncIterable<WebSocketMessage> {
   // made on first use, as is `data`: an idle connection should cost little more than its socket
   private uuid?: string;
   private appData?: TData;

@@ -46,7 +46,7 @@ export type AllowedOrigins =
 export interface WsEndpointOptions {
   /**
    * Largest message accepted, in bytes; a larger one closes the connection with 1009.
-   * @default 1048576 (1 MiB)
+   * @default 65536 (64 KiB)
    */
   maxPayload?: number;
   /**
