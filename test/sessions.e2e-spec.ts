@@ -114,6 +114,11 @@ class ErrorsController {
     throw new WsException('Not allowed here');
   }
 
+  @Ws('ws-exception-long')
+  async wsExceptionLong() {
+    throw new WsException(`Not allowed: ${'é'.repeat(100)}`);
+  }
+
   @Ws('ws-exception-object')
   async wsExceptionObject() {
     throw new WsException({ code: 7 });
@@ -257,6 +262,14 @@ describe('sessions', () => {
         reason: 'Not allowed here',
       });
       expect(logs.find('warn', 'Not allowed here')).toHaveLength(1);
+    });
+
+    it('cuts a close reason over 123 bytes to fit, without splitting a character', async () => {
+      const client = await connectWs(app, '/errors/ws-exception-long');
+      const { code, reason } = await client.closed;
+      expect(code).toBe(1008);
+      expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(123);
+      expect(reason).toMatch(/^Not allowed: é+\.\.\.$/);
     });
 
     it('closes with 1008 and the JSON of a WsException given an object without message', async () => {

@@ -18,6 +18,7 @@ import { startApp } from './utils/test-app';
 
 const events: string[] = [];
 let stubbornStarted = new Deferred();
+let stubbornSocket: WebSocketContext | undefined;
 
 @Controller('shutdown')
 class ShutdownController {
@@ -30,6 +31,7 @@ class ShutdownController {
 
   @Ws('stubborn')
   async stubborn(@Socket() socket: WebSocketContext) {
+    stubbornSocket = socket;
     await socket.send('ready');
     stubbornStarted.resolve();
     await new Promise(() => undefined); // ignores the signal: never settles
@@ -89,6 +91,18 @@ describe('graceful shutdown on app.close()', () => {
       message: 'Server shutting down',
     });
     await closing;
+  });
+
+  it('drops, after shutdownTimeout, a connection whose peer does not answer the 1001', async () => {
+    const app = await openApp(300);
+    const stubborn = await ready(app, '/shutdown/stubborn');
+    stubborn.ws.pause(); // reads nothing more: the close frame is never answered
+    await app.close(); // closeTimeout is 5 s: only the drain's terminate ends it sooner
+    // the server never got the peer's close frame: it dropped the connection
+    expect(stubbornSocket?.state).toBe('closed');
+    expect(stubbornSocket?.closeCode).toBe(1006);
+    stubborn.ws.resume();
+    await stubborn.closed;
   });
 
   it('closes 500 open sessions with 1001', async () => {
