@@ -15,10 +15,10 @@ const config: Config = {
     '^.+\\.(t|j)s$': ['ts-jest', { diagnostics: { ignoreCodes: ['TS151001'] } }],
   },
   moduleNameMapper: pathsToModuleNameMapper(paths, { prefix: '<rootDir>/' }),
-  setupFilesAfterEnv: ['<rootDir>/test/utils/fail-on-unhandled-rejection.ts'],
   collectCoverageFrom: ['src/**/*.(t|j)s'],
   coverageDirectory: './coverage',
   testEnvironment: 'node',
+  // jest itself fails the running test on an unhandled rejection or an uncaught exception
   testTimeout: 20_000,
 };
 

@@ -5,6 +5,19 @@ import {
 } from '@nestjs/common';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
+import { inspect } from 'node:util';
+
+/** `String(value)`, or what can be said of a value without one (a null-prototype object, a throwing `message`). */
+function text(value: unknown): string {
+  for (const form of [String, inspect]) {
+    try {
+      return form(value);
+    } catch {
+      // no such form: try the next
+    }
+  }
+  return Object.prototype.toString.call(value);
+}
 
 /** Every line an app logged, by level. */
 export class CapturedLogs implements LoggerService {
@@ -22,19 +35,19 @@ export class CapturedLogs implements LoggerService {
   }
 
   log(message: unknown, context?: string) {
-    this.lines.push({ level: 'log', message: String(message), context });
+    this.lines.push({ level: 'log', message: text(message), context });
   }
   error(message: unknown, ...rest: unknown[]) {
     this.lines.push({
       level: 'error',
-      message: [message, ...rest].map(String).join(' '),
+      message: [message, ...rest].map(text).join(' '),
     });
   }
   warn(message: unknown, context?: string) {
-    this.lines.push({ level: 'warn', message: String(message), context });
+    this.lines.push({ level: 'warn', message: text(message), context });
   }
   debug(message: unknown, context?: string) {
-    this.lines.push({ level: 'debug', message: String(message), context });
+    this.lines.push({ level: 'debug', message: text(message), context });
   }
 
   /** Lines at `level` whose message contains `text`. */
@@ -42,6 +55,11 @@ export class CapturedLogs implements LoggerService {
     return this.lines.filter(
       (line) => line.level === level && line.message.includes(text),
     );
+  }
+
+  /** How many lines were logged at `level` so far. */
+  count(level: string): number {
+    return this.lines.filter((line) => line.level === level).length;
   }
 }
 
