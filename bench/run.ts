@@ -1,19 +1,23 @@
 // npm run bench [-- --quick]: each server in its own process, the load generator in another,
-// pinned to different cores; every figure also as a ratio to raw ws measured in the same run.
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+// pinned to different cores; every figure also as a ratio to raw ws measured in the same run, and
+// for handshakes, ours as a ratio to the same platform's floor measured in the same run.
+// bench/callgrind.sh runs it with --callgrind: instructions per handshake, counted by valgrind.
+import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { setTimeout as wait } from 'node:timers/promises';
 import type { LoadCommand, Protocol } from './load/load';
 import { AUTH_HEADER } from './servers/serve';
 
 const quick = process.argv.includes('--quick');
-// --only=ours,raw-ws and --workloads=echo-1000-text narrow a run; --idle=19000 sets the number of
-// idle connections (each costs a file descriptor on both sides: see `ulimit -n`, and bench/vm.sh
-// where it cannot be raised); --profile writes the servers' CPU profiles to
-// bench/results/profiles (open them in Chrome DevTools); --repeats=5 takes more medians on a
-// noisy machine
+// --only=ours,raw-ws and --workloads=echo-1000-text narrow a run (raw ws, and the floor of a
+// server that has one, always run); --idle=19000 sets the number of idle connections (each costs
+// a file descriptor on both sides: see `ulimit -n`, and bench/vm.sh where it cannot be raised);
+// --profile writes the servers' CPU profiles to bench/results/profiles (open them in Chrome
+// DevTools); --repeats=5 takes more medians on a noisy machine. --callgrind (bench/callgrind.sh)
+// counts instructions per handshake instead, with --handshakes=1000 and --warmup=6000.
 const option = (name: string) =>
   process.argv
     .find((arg) => arg.startsWith(`--${name}=`))
@@ -22,11 +26,25 @@ const option = (name: string) =>
 const only = option('only');
 const onlyWorkloads = option('workloads');
 const profile = process.argv.includes('--profile');
-const REPEATS = Number(option('repeats')?.[0] ?? (quick ? 1 : 3));
+const callgrind = process.argv.includes('--callgrind');
+const REPEATS = Number(option('repeats')?.[0] ?? (quick || callgrind ? 1 : 3));
 const WARMUP_MS = quick ? 300 : 2_000;
 const MEASURE_MS = quick ? 1_000 : 10_000;
 const IDLE = Number(option('idle')?.[0] ?? (quick ? 1_000 : 10_000));
-const HANDSHAKES = quick ? 500 : 2_000;
+const HANDSHAKES = Number(
+  option('handshakes')?.[0] ?? (callgrind ? 1_000 : quick ? 500 : 2_000),
+);
+/**
+ * Handshakes before the measured ones, so that the upgrade path is compiled when measured. Under
+ * callgrind, raw ws's count fell from 517k a handshake after 300 to 259k after 3,000 and 194k
+ * after 6,000 (V8's tiers finish, its young generation grows, scavenges get rarer), and stayed
+ * there after 12,000; uncounted, they take seconds.
+ */
+const HANDSHAKE_WARMUP = Number(
+  option('warmup')?.[0] ?? (callgrind ? 6_000 : HANDSHAKES / 4),
+);
+/** The plain HTTP routes registered beside the WebSocket routes in the `-routes100` workloads. */
+const ROUTES = 100;
 const TEXT = 'hello, world: the quick brown fox';
 const JSON_BODY = { n: 42, text: 'hello, world' };
 
@@ -38,8 +56,18 @@ interface ServerSpec {
   kind: Kind;
   event?: string;
   paths: Partial<Record<'text' | 'json' | 'guarded' | 'plain', string>>;
+  /** Command-line arguments of the server's process. */
+  args?: string[];
   /** A reference, not a competitor: which part of a figure is ours; no idle run. */
   reference?: boolean;
+  /** The id of the same platform's floor, that its handshakes are also given as a ratio to. */
+  floor?: string;
+  /** It has an HTTP router, which gets `--routes=100` in the `-routes100` workloads. */
+  router?: boolean;
+  /** Only in the `-routes100` workloads. */
+  routesOnly?: boolean;
+  /** The workloads it skips under --quick, to keep CI's smoke run short. */
+  quickSkips?: RegExp;
 }
 
 /** Our servers' and raw ws's endpoints: text, JSON, a guarded one, and one for handshakes. */
@@ -64,6 +92,19 @@ const SERVERS: ServerSpec[] = [
     file: 'ours.js',
     kind: 'plain',
     paths: ECHO_PATHS,
+    floor: 'express-floor',
+    router: true,
+  },
+  {
+    id: 'ours-fastify',
+    label: 'b2. @Ws loop on Fastify',
+    file: 'ours.js',
+    args: ['--fastify'],
+    kind: 'plain',
+    paths: ECHO_PATHS,
+    floor: 'fastify-ws',
+    router: true,
+    quickSkips: /^echo-(50-json|1000-)/,
   },
   {
     id: 'ours-dto',
@@ -79,6 +120,8 @@ const SERVERS: ServerSpec[] = [
     kind: 'gateway',
     event: 'echo',
     paths: { text: '/gateway', json: '/gateway', plain: '/gateway' },
+    router: true,
+    quickSkips: /-routes/,
   },
   {
     id: 'gateway-dto',
@@ -100,7 +143,13 @@ const SERVERS: ServerSpec[] = [
     label: 'f. @fastify/websocket',
     file: 'fastify-websocket.js',
     kind: 'plain',
-    paths: { text: '/text', json: '/json', plain: '/text' },
+    paths: {
+      text: '/text',
+      json: '/json',
+      plain: '/text',
+      guarded: '/guarded',
+    },
+    router: true,
   },
   {
     id: 'express-floor',
@@ -109,6 +158,20 @@ const SERVERS: ServerSpec[] = [
     kind: 'plain',
     paths: { plain: '/text', guarded: '/guarded' },
     reference: true,
+    router: true,
+  },
+  {
+    // the same process as g.'s under --routes=100: its routes registered after the 100 routes
+    id: 'express-floor-walked',
+    label:
+      'g2. reference: g. with its route after the 100 (Express tries them first)',
+    file: 'express-floor.js',
+    kind: 'plain',
+    paths: { plain: '/walked/text', guarded: '/walked/guarded' },
+    reference: true,
+    floor: 'express-floor',
+    router: true,
+    routesOnly: true,
   },
   {
     id: 'validation-floor',
@@ -148,25 +211,45 @@ const PROFILE_ARGS = [
   `--cpu-prof-dir=${join(RESULTS, 'profiles')}`,
 ];
 
+interface ChildOptions {
+  /** Command-line arguments after the file. */
+  args?: string[];
+  profiled?: boolean;
+  /** A command that runs Node, as `valgrind --tool=callgrind`. */
+  wrapper?: string[];
+  /** Node's options beyond NODE_ARGS. */
+  nodeArgs?: string[];
+}
+
 /** A Node process running `file`, pinned to `core`, that answers over IPC. */
 class Child {
   private next = 0;
   private readonly waiting = new Map<number, (reply: any) => void>();
   readonly ready: Promise<any>;
 
-  constructor(file: string, core: number, profiled = false) {
-    const args = [
+  constructor(
+    file: string,
+    core: number,
+    {
+      args = [],
+      profiled = false,
+      wrapper = [],
+      nodeArgs = [],
+    }: ChildOptions = {},
+  ) {
+    const command = [
+      ...(canPin ? ['taskset', '-c', String(core)] : []),
+      ...wrapper,
+      process.execPath,
       ...NODE_ARGS,
+      ...nodeArgs,
       ...(profiled ? PROFILE_ARGS : []),
       join(__dirname, file),
+      ...args,
     ];
-    const child = canPin
-      ? spawn('taskset', ['-c', String(core), process.execPath, ...args], {
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        })
-      : spawn(process.execPath, args, {
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        });
+    const child = spawn(command[0], command.slice(1), {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     children.push(child);
     this.ready = new Promise((resolve) => {
       child.on('message', (reply: any) => {
@@ -277,7 +360,9 @@ async function idleRun(
   load: Child,
   spec: ServerSpec,
 ): Promise<Row> {
-  const server = new Child(join('servers', spec.file), 0);
+  const server = new Child(join('servers', spec.file), 0, {
+    args: spec.args,
+  });
   const port: number = await server.ready;
   const before = await server.ask({ ask: 'memory' });
   // 50,000 handshakes on a slow machine (an emulated one, say) take minutes
@@ -301,6 +386,23 @@ async function idleRun(
   };
 }
 
+/** The load generator's order for `count` handshakes with `path`, 100 in flight. */
+const handshakesCommand = (
+  port: number,
+  spec: ServerSpec,
+  path: string,
+  headers: Record<string, string>,
+  count: number,
+): LoadCommand => ({
+  cmd: 'handshakes',
+  port,
+  path,
+  count,
+  inFlight: 100,
+  headers,
+  protocol: protocolOf(spec),
+});
+
 async function handshakeRun(
   server: Child,
   port: number,
@@ -310,17 +412,9 @@ async function handshakeRun(
   headers: Record<string, string>,
 ): Promise<Row> {
   const handshakes = (count: number) =>
-    load.ask({
-      cmd: 'handshakes',
-      port,
-      path,
-      count,
-      inFlight: 100,
-      headers,
-      protocol: protocolOf(spec),
-    } satisfies LoadCommand);
+    load.ask(handshakesCommand(port, spec, path, headers, count));
   // a warm-up, as for the echo: the upgrade path is compiled before it is measured
-  await handshakes(HANDSHAKES / 4);
+  await handshakes(HANDSHAKE_WARMUP);
   const cpuBefore = await cpuOf(server);
   const { seconds } = await handshakes(HANDSHAKES);
   const cpuAfter = await cpuOf(server);
@@ -333,6 +427,14 @@ async function handshakeRun(
 interface Workload {
   id: string;
   title: string;
+  /** The plain HTTP routes that the servers with a router register beside their own. */
+  routes?: number;
+  /** It starts a server process of its own for each run. */
+  ownProcess?: boolean;
+  /** Left out of --quick. */
+  notQuick?: boolean;
+  /** For handshakes: the path and headers of each upgrade. */
+  upgrade?: (spec: ServerSpec) => [string, Record<string, string>];
   applies(spec: ServerSpec): boolean;
   run(server: Child, port: number, load: Child, spec: ServerSpec): Promise<Row>;
 }
@@ -340,7 +442,7 @@ interface Workload {
 const echo = (connections: number, body: 'text' | 'json'): Workload => ({
   id: `echo-${connections}-${body}`,
   title: `Echo, ${connections} connections, ${body}`,
-  applies: (spec) => spec.paths[body] !== undefined,
+  applies: (spec) => spec.paths[body] !== undefined && !spec.routesOnly,
   run: (server, port, load, spec) =>
     echoRun(
       server,
@@ -353,35 +455,61 @@ const echo = (connections: number, body: 'text' | 'json'): Workload => ({
     ),
 });
 
+/**
+ * Handshakes, with a guard or without, in apps with no other route or with `routes` plain HTTP
+ * routes: Express tries routes in the order they were added, so an app's route table can be part
+ * of what an upgrade costs (see bench/servers/ours.ts and express-floor.ts for the order).
+ * Servers without a router (raw ws, Socket.IO) have nothing to add routes to: raw ws runs the
+ * `-routes100` workloads as it runs the others, for ×raw; Socket.IO does not run them.
+ */
+const handshakes = (guarded: boolean, routes = 0): Workload => {
+  const key = guarded ? 'guarded' : 'plain';
+  const headers: Record<string, string> = guarded
+    ? { authorization: AUTH_HEADER }
+    : {};
+  return {
+    id: `handshakes-${HANDSHAKES}${guarded ? '-guard' : ''}${routes ? `-routes${routes}` : ''}`,
+    title: `${HANDSHAKES} handshakes${guarded ? ' with a guard (bearer token)' : ', 100 in flight'}${routes ? `, ${routes} plain HTTP routes in the app` : ''}`,
+    routes,
+    notQuick: guarded && routes > 0,
+    upgrade: (spec) => [spec.paths[key]!, headers],
+    applies: (spec) =>
+      spec.paths[key] !== undefined &&
+      (routes
+        ? spec.router === true || spec.id === 'raw-ws'
+        : !spec.routesOnly),
+    run: (s, p, l, spec) =>
+      handshakeRun(s, p, l, spec, spec.paths[key]!, headers),
+  };
+};
+
 const WORKLOADS: Workload[] = [
   echo(50, 'text'),
   echo(50, 'json'),
   echo(1000, 'text'),
   echo(1000, 'json'),
-  {
-    id: `handshakes-${HANDSHAKES}`,
-    title: `${HANDSHAKES} handshakes, 100 in flight`,
-    applies: (spec) => !!spec.paths.plain,
-    run: (s, p, l, spec) => handshakeRun(s, p, l, spec, spec.paths.plain!, {}),
-  },
-  {
-    id: `handshakes-${HANDSHAKES}-guard`,
-    title: `${HANDSHAKES} handshakes with a guard (bearer token)`,
-    applies: (spec) => !!spec.paths.guarded,
-    run: (s, p, l, spec) =>
-      handshakeRun(s, p, l, spec, spec.paths.guarded!, {
-        authorization: AUTH_HEADER,
-      }),
-  },
+  handshakes(false),
+  handshakes(true),
+  handshakes(false, ROUTES),
+  handshakes(true, ROUTES),
   // last: its 20,000 sockets are still being torn down when the next run starts, which should
   // weigh on the echo's warm-up rather than on a run measured from its first handshake
   {
     id: `idle-${IDLE}`,
     title: `${IDLE} idle connections`,
     applies: (spec) => !!spec.paths.plain && !spec.reference,
+    ownProcess: true,
     run: idleRun,
   },
 ];
+
+/** The arguments of `spec`'s server process in `workload`, which also tell processes apart. */
+const argsFor = (spec: ServerSpec, workload: Workload): string[] => [
+  ...(spec.args ?? []),
+  ...(workload.routes && spec.router ? [`--routes=${workload.routes}`] : []),
+];
+const processKey = (spec: ServerSpec, workload: Workload) =>
+  [spec.file, ...argsFor(spec, workload)].join(' ');
 
 // ---- report ---------------------------------------------------------------------------------
 
@@ -415,33 +543,101 @@ const COLUMNS: Record<string, [string, string, number][]> = {
   ],
 };
 
+type Results = Map<string, Row[]>;
+
 /**
- * Each server's medians; its ×raw is the median, over the repeats, of its ratio to the raw ws run
- * of the same repeat, which ran minutes apart at most: on a shared machine, whose speed drifts
- * between repeats, that is steadier than a ratio of medians taken from different repeats.
+ * The median over the repeats of `rows`' ratio to `base`'s run of the same repeat, which ran
+ * minutes apart at most: on a shared machine, whose speed drifts between repeats, that is steadier
+ * than a ratio of medians taken from different repeats.
  */
-function table(workload: Workload, results: Map<string, Row[]>): string {
-  const columns = COLUMNS[workload.id.split('-')[0]];
+const ratioTo = (rows: Row[], base: Row[] | undefined, key: string) =>
+  base ? median(rows.map((row, repeat) => row[key] / base[repeat][key])) : NaN;
+
+/** For handshakes: ×floor, ours as a ratio to the same platform's floor in the same run. */
+const hasFloor = (workload: Workload) => workload.upgrade !== undefined;
+
+/** Each server's medians, with its ×raw and, for handshakes, its ×floor. */
+function table(
+  workload: Workload,
+  results: Results,
+  columns = COLUMNS[workload.id.split('-')[0]],
+  title = workload.title,
+): string {
   const raw = results.get('raw-ws');
-  const lines = [
-    `### ${workload.title}`,
-    '',
-    `| server | ${columns.map(([, title]) => `${title} | ×raw`).join(' | ')} |`,
-    `|---|${columns.map(() => '---:|---:').join('|')}|`,
-  ];
+  const floors = hasFloor(workload);
+  const lines = [`### ${title}`, ''];
+  const ratioed = SERVERS.filter((spec) => spec.floor && results.has(spec.id));
+  if (floors && ratioed.length) {
+    const labelOf = (id: string) =>
+      SERVERS.find((spec) => spec.id === id)!.label.split(' ')[0];
+    lines.push(
+      `×floor: the ratio to the same platform's floor in the same repeat (${ratioed.map((spec) => `${labelOf(spec.id)} ÷ ${labelOf(spec.floor!)}`).join(', ')})`,
+      '',
+    );
+  }
+  const ratios = floors ? '×raw | ×floor' : '×raw';
+  lines.push(
+    `| server | ${columns.map(([, title]) => `${title} | ${ratios}`).join(' | ')} |`,
+    `|---|${columns.map(() => (floors ? '---:|---:|---:' : '---:|---:')).join('|')}|`,
+  );
   for (const spec of SERVERS) {
     const rows = results.get(spec.id);
     if (!rows) continue;
+    const floor = spec.floor ? results.get(spec.floor) : undefined;
     const cells = columns.map(([key, , digits]) => {
-      const value = median(rows.map((row) => row[key]));
-      const ratio = raw
-        ? median(rows.map((row, repeat) => row[key] / raw[repeat][key]))
-        : NaN;
-      return `${fmt(value, digits)} | ${fmt(ratio, 2)}`;
+      const value = fmt(median(rows.map((row) => row[key])), digits);
+      const ratio = fmt(ratioTo(rows, raw, key), 2);
+      return floors
+        ? `${value} | ${ratio} | ${fmt(ratioTo(rows, floor, key), 2)}`
+        : `${value} | ${ratio}`;
     });
     lines.push(`| ${spec.label} | ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
+}
+
+/** The ratios of the tables, for the JSON: each server's metric ÷ raw ws and ÷ its floor. */
+function ratiosOf(workload: Workload, results: Results) {
+  const raw = results.get('raw-ws');
+  return Object.fromEntries(
+    [...results].map(([id, rows]) => {
+      const spec = SERVERS.find((s) => s.id === id)!;
+      const floor =
+        hasFloor(workload) && spec.floor ? results.get(spec.floor) : undefined;
+      return [
+        id,
+        Object.fromEntries(
+          Object.keys(rows[0]).map((key) => [
+            key,
+            {
+              raw: ratioTo(rows, raw, key),
+              ...(floor
+                ? { floor: ratioTo(rows, floor, key), floorOf: spec.floor }
+                : {}),
+            },
+          ]),
+        ),
+      ];
+    }),
+  );
+}
+
+/**
+ * The servers of the run: those of --only, raw ws, and the floor of each; all by default. The
+ * callgrind run's defaults leave out the servers without a floor of their own to compare with.
+ */
+function selectServers(defaults?: string[]): ServerSpec[] {
+  const chosen = only ?? defaults;
+  const ids = new Set(
+    SERVERS.filter((spec) => !chosen || chosen.includes(spec.id)).map(
+      (spec) => spec.id,
+    ),
+  );
+  ids.add('raw-ws');
+  for (const spec of SERVERS) {
+    if (ids.has(spec.id) && spec.floor) ids.add(spec.floor);
+  }
+  return SERVERS.filter((spec) => ids.has(spec.id));
 }
 
 // ---- main -----------------------------------------------------------------------------------
@@ -452,30 +648,51 @@ async function main() {
     `# nestjs-ws-endpoints benchmark${quick ? ' (--quick)' : ''}\n\n${machine}; ${REPEATS} repeat(s), medians, ×raw the median of each repeat's ratio to raw ws; ${WARMUP_MS / 1000} s warm-up, ${MEASURE_MS / 1000} s measured; closed-loop echo with a lean frame client.\n`,
   );
   const load = new Child('load/load.js', 1);
-  const servers = SERVERS.filter(
-    (spec) => !only || only.includes(spec.id) || spec.id === 'raw-ws',
+  const servers = selectServers();
+  // CI's smoke run leaves out a few runs that would add time and check nothing new, unless it
+  // is told what to run
+  const smoke = quick && !onlyWorkloads && !only;
+  const workloads = WORKLOADS.filter((w) =>
+    onlyWorkloads ? onlyWorkloads.includes(w.id) : !(smoke && w.notQuick),
   );
-  const workloads = WORKLOADS.filter(
-    (w) => !onlyWorkloads || onlyWorkloads.includes(w.id),
-  );
-  const files = [...new Set(servers.map((spec) => spec.file))];
+  const runs = (workload: Workload) =>
+    servers.filter(
+      (spec) =>
+        workload.applies(spec) &&
+        !(smoke && spec.quickSkips?.test(workload.id)),
+    );
+  // a process for each server file and arguments, shared by the workloads that need it; the
+  // cross-check below needs raw ws's
+  const rawSpec = SERVERS[0];
+  const needed = new Map<string, [ServerSpec, Workload]>([
+    [processKey(rawSpec, WORKLOADS[0]), [rawSpec, WORKLOADS[0]]],
+  ]);
+  for (const workload of workloads.filter((w) => !w.ownProcess)) {
+    for (const spec of runs(workload))
+      needed.set(processKey(spec, workload), [spec, workload]);
+  }
   const started = new Map(
     await Promise.all(
-      files.map(async (file) => {
-        const child = new Child(join('servers', file), 0, profile);
-        return [file, { child, port: (await child.ready) as number }] as const;
+      [...needed].map(async ([key, [spec, workload]]) => {
+        const child = new Child(join('servers', spec.file), 0, {
+          args: argsFor(spec, workload),
+          profiled: profile,
+        });
+        return [key, { child, port: (await child.ready) as number }] as const;
       }),
     ),
   );
   await load.ready;
 
-  const results = new Map<string, Map<string, Row[]>>(
+  const results = new Map<string, Results>(
     workloads.map((w) => [w.id, new Map()]),
   );
   for (let repeat = 0; repeat < REPEATS; repeat++) {
     for (const workload of workloads) {
-      for (const spec of servers.filter((s) => workload.applies(s))) {
-        const { child, port } = started.get(spec.file)!;
+      for (const spec of runs(workload)) {
+        const { child, port } = workload.ownProcess
+          ? { child: load, port: 0 }
+          : started.get(processKey(spec, workload))!;
         const row = await workload.run(child, port, load, spec);
         const rows = results.get(workload.id)!;
         rows.set(spec.id, [...(rows.get(spec.id) ?? []), row]);
@@ -489,7 +706,7 @@ async function main() {
   }
 
   // the lean client against the ws client, once: how much of msgs/s is the client's limit
-  const raw = started.get('raw-ws.js')!;
+  const raw = started.get(processKey(rawSpec, WORKLOADS[0]))!;
   const crossCheck = {
     lean: await echoRun(
       raw.child,
@@ -512,32 +729,209 @@ async function main() {
       `| ws client | ${fmt(crossCheck.ws.msgsPerSec, 0)} | ${fmt(crossCheck.ws.clientUsPerMsg, 2)} |\n`,
   );
 
-  mkdirSync(RESULTS, { recursive: true });
-  const file = join(
-    RESULTS,
-    `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`,
-  );
-  writeFileSync(
-    file,
-    JSON.stringify(
-      {
-        machine,
-        quick,
-        repeats: REPEATS,
-        results: Object.fromEntries(
-          [...results].map(([k, v]) => [k, Object.fromEntries(v)]),
-        ),
-        crossCheck,
-      },
-      null,
-      2,
+  const file = writeJson(quick ? '-quick' : '', {
+    machine,
+    quick,
+    repeats: REPEATS,
+    results: Object.fromEntries(
+      [...results].map(([k, v]) => [k, Object.fromEntries(v)]),
     ),
-  );
+    ratios: Object.fromEntries(
+      workloads.map((w) => [w.id, ratiosOf(w, results.get(w.id)!)]),
+    ),
+    crossCheck,
+  });
   console.log(`JSON: ${file}`);
   stopAll();
 }
 
-main().catch((error) => {
+/** Writes `data` to bench/results/<date><suffix>.json, and returns the file's path. */
+function writeJson(suffix: string, data: object): string {
+  mkdirSync(RESULTS, { recursive: true });
+  const file = join(
+    RESULTS,
+    `${new Date().toISOString().replace(/[:.]/g, '-')}${suffix}.json`,
+  );
+  writeFileSync(file, JSON.stringify(data, null, 2));
+  return file;
+}
+
+// ---- callgrind --------------------------------------------------------------------------------
+
+/**
+ * Instructions per handshake, counted by valgrind's callgrind: user-space instructions, the same
+ * whatever else the machine does, where CPU times of handshakes move by 2× between runs. Each
+ * server runs in a process of its own under valgrind, started with instrumentation off (about 4×
+ * slower than native rather than 50×); after HANDSHAKE_WARMUP handshakes, which leave the upgrade
+ * path compiled by V8's tiers, `callgrind_control -i on` starts the count, HANDSHAKES handshakes
+ * run, `-i off` stops it and `-d` writes what was counted. The count is of every thread of the
+ * process (V8's compiler and GC threads too), as CPU time is; Node runs with
+ * CALLGRIND_NODE_ARGS.
+ */
+const CALLGRIND_SERVERS = [
+  'raw-ws',
+  'express-floor',
+  'express-floor-walked',
+  'ours',
+  'fastify-ws',
+  'ours-fastify',
+];
+const CALLGRIND_WORKLOADS = [
+  `handshakes-${HANDSHAKES}`,
+  `handshakes-${HANDSHAKES}-guard`,
+  `handshakes-${HANDSHAKES}-routes${ROUTES}`,
+];
+
+const run = promisify(execFile);
+
+/**
+ * Node's options under callgrind. V8 sizes its heap by how fast the process allocates, timed by
+ * the clock; slowed down fifty times, a busy server looks idle to it. Its memory reducer would run
+ * full collections, which can drop compiled code; its young generation shrinks after a full
+ * collection and grows again, differently from one run to the next (reference g.'s count moved
+ * between 252k and 318k a handshake with the scavenges this made). So no memory reducer, and the
+ * young generation held at the size a busy server grows it to natively (semi-spaces of 64 MiB,
+ * with this machine's Node 24 and 23 GiB).
+ */
+const CALLGRIND_NODE_ARGS = [
+  '--no-memory-reducer',
+  '--min-semi-space-size=64',
+  '--max-semi-space-size=64',
+];
+
+/** V8's functions of garbage collection: scavenges, and marking (on any thread) and sweeping. */
+const GC = /Scaveng|Marking|MarkCompact|Sweep/;
+
+/**
+ * The instructions of V8's collections in a dump. A young generation of 64 MiB fills about once in
+ * a thousand handshakes, so a count holds one scavenge or none, at the same handshake in every
+ * repeat of a server but not of another: the tables also give the counts without GC, which compare
+ * the code paths; CPU time has the collections amortized.
+ */
+async function gcOf(dump: string): Promise<number> {
+  const { stdout } = await run(
+    'callgrind_annotate',
+    ['--inclusive=no', '--threshold=100', dump],
+    { maxBuffer: 256 * 1024 * 1024 },
+  );
+  let total = 0;
+  for (const line of stdout.split('\n')) {
+    const cost = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)$/.exec(line);
+    if (cost && !cost[2].startsWith('PROGRAM TOTALS') && GC.test(cost[2]))
+      total += Number(cost[1].replaceAll(',', ''));
+  }
+  return total;
+}
+
+async function callgrindRun(
+  load: Child,
+  spec: ServerSpec,
+  workload: Workload,
+  dir: string,
+): Promise<Row> {
+  const name = `${workload.id}.${spec.id}`;
+  const out = join(dir, `${name}.%p`);
+  const server = new Child(join('servers', spec.file), 0, {
+    args: argsFor(spec, workload),
+    wrapper: [
+      'valgrind',
+      '--tool=callgrind',
+      '--instr-atstart=no',
+      `--callgrind-out-file=${out}`,
+      `--log-file=${join(dir, `${name}.log`)}`,
+    ],
+    nodeArgs: CALLGRIND_NODE_ARGS,
+  });
+  try {
+    const port: number = await server.ready;
+    const pid = String(server.process.pid);
+    const [path, headers] = workload.upgrade!(spec);
+    const handshakes = (count: number) =>
+      load.ask(
+        handshakesCommand(port, spec, path, headers, count),
+        Math.max(120, count / 5),
+      );
+    await handshakes(HANDSHAKE_WARMUP);
+    await run('callgrind_control', ['--instr=on', pid]);
+    await handshakes(HANDSHAKES);
+    await run('callgrind_control', ['--instr=off', pid]);
+    await run('callgrind_control', ['--dump', pid]);
+    // the first dump: `.1`; its `totals:` line holds the instructions counted (its `summary:` line
+    // is 0 once instrumentation is off)
+    const dump = `${out.replace('%p', pid)}.1`;
+    const totals = /^totals: (\d+)/m.exec(readFileSync(dump, 'utf8'));
+    if (!totals) throw new Error(`No totals in the callgrind dump of ${name}`);
+    const gc = await gcOf(dump);
+    return {
+      instructionsPerHandshake: Number(totals[1]) / HANDSHAKES,
+      withoutGc: (Number(totals[1]) - gc) / HANDSHAKES,
+      gcPerHandshake: gc / HANDSHAKES,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function callgrindMain() {
+  const valgrind = spawnSync('valgrind', ['--version'], { encoding: 'utf8' });
+  if (valgrind.status !== 0) throw new Error('valgrind is not installed');
+  const dir = mkdtempSync(join(tmpdir(), 'bench-callgrind-'));
+  const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ${valgrind.stdout.trim()}`;
+  console.log(
+    `# nestjs-ws-endpoints: instructions per handshake (callgrind)\n\n${machine}; user-space instructions of the server process (every thread), ${HANDSHAKES} handshakes (100 in flight) counted after ${HANDSHAKE_WARMUP} uncounted ones, a fresh server process for each; ${REPEATS} repeat(s), medians. Dumps, for callgrind_annotate: ${dir}\n`,
+  );
+  const load = new Child('load/load.js', 1);
+  await load.ready;
+  const servers = selectServers(CALLGRIND_SERVERS);
+  const workloads = WORKLOADS.filter(
+    (w) => w.upgrade && (onlyWorkloads ?? CALLGRIND_WORKLOADS).includes(w.id),
+  );
+  const results = new Map<string, Results>(
+    workloads.map((w) => [w.id, new Map()]),
+  );
+  for (let repeat = 0; repeat < REPEATS; repeat++) {
+    for (const workload of workloads) {
+      for (const spec of servers.filter((s) => workload.applies(s))) {
+        const row = await callgrindRun(load, spec, workload, dir);
+        const rows = results.get(workload.id)!;
+        rows.set(spec.id, [...(rows.get(spec.id) ?? []), row]);
+        process.stderr.write(
+          `  ${workload.id} ${spec.id}: ${fmt(row.instructionsPerHandshake / 1000, 1)}k instructions a handshake, ${fmt(row.gcPerHandshake / 1000, 1)}k of them GC\n`,
+        );
+      }
+    }
+  }
+  for (const workload of workloads) {
+    console.log(
+      `${table(
+        workload,
+        results.get(workload.id)!,
+        [
+          ['instructionsPerHandshake', 'instructions/handshake', 0],
+          ['withoutGc', 'without GC', 0],
+        ],
+        `${workload.title.replace(`${HANDSHAKES} handshakes`, 'Handshakes')}: instructions`,
+      )}\n`,
+    );
+  }
+  const file = writeJson('-callgrind', {
+    machine,
+    handshakes: HANDSHAKES,
+    warmup: HANDSHAKE_WARMUP,
+    repeats: REPEATS,
+    dumps: dir,
+    results: Object.fromEntries(
+      [...results].map(([k, v]) => [k, Object.fromEntries(v)]),
+    ),
+    ratios: Object.fromEntries(
+      workloads.map((w) => [w.id, ratiosOf(w, results.get(w.id)!)]),
+    ),
+  });
+  console.log(`JSON: ${file}`);
+  stopAll();
+}
+
+(callgrind ? callgrindMain() : main()).catch((error) => {
   console.error(error);
   process.exitCode = 1;
   stopAll();

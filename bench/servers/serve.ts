@@ -25,3 +25,13 @@ export function serve(port: number): void {
 
 /** The job every server does: text back as it came, JSON parsed and sent back as JSON. */
 export const AUTH_HEADER = 'Bearer bench-token';
+
+/**
+ * `--routes=100`: the plain HTTP GET routes (`/r0`…`/r99`) that a server with an HTTP router
+ * registers beside its WebSocket routes, as a real app has; none by default.
+ */
+const ROUTES = Number(
+  process.argv.find((arg) => arg.startsWith('--routes='))?.split('=')[1] ?? 0,
+);
+export const routePaths = (): string[] =>
+  Array.from({ length: ROUTES }, (_, index) => `/r${index}`);
