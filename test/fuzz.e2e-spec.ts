@@ -355,7 +355,7 @@ function until(
  * A WebSocket opened by hand over TCP, with a view of the server's end of it: `write` waits until
  * the server has read what was written, so that each write is a read of its own on the server.
  */
-class RawConnection {
+class ObservedConnection {
   private bytes = Buffer.alloc(0);
   private headEnd = -1;
   private closed = false;
@@ -380,8 +380,8 @@ class RawConnection {
   static async open(
     port: number,
     serverSockets: Map<number, NetSocket>,
-  ): Promise<RawConnection> {
-    const connection = new RawConnection(connect(port, '127.0.0.1'));
+  ): Promise<ObservedConnection> {
+    const connection = new ObservedConnection(connect(port, '127.0.0.1'));
     const { client } = connection;
     client.write(upgradeRequest('/echo'));
     await until(
@@ -495,7 +495,7 @@ const showClose = (code: number | undefined) =>
   code === undefined ? 'close without a code' : `close ${code}`;
 
 function observe(
-  { frames, rest }: ReturnType<RawConnection['frames']>,
+  { frames, rest }: ReturnType<ObservedConnection['frames']>,
   {
     handler,
     sessions,
@@ -586,7 +586,7 @@ describe.each(platforms)(
       await fc.assert(
         fc.asyncProperty(hostileClient, async ({ frames, chunking }) => {
           const model = modelServer(frames, { maxPayload: MAX_PAYLOAD });
-          const connection = await RawConnection.open(port, serverSockets);
+          const connection = await ObservedConnection.open(port, serverSockets);
           try {
             for (const chunk of writes(frames.map(encodeFrame), chunking)) {
               if (!(await connection.write(chunk))) break;

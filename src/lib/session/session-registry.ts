@@ -4,21 +4,27 @@ import type {
   WebSocketContext,
 } from '../context/websocket-context';
 
-/** An upgrade still on its way through the HTTP pipeline, which a shutdown must answer. */
+/** An upgrade still on its way through the HTTP pipeline, which a timeout or a shutdown must answer. */
 export interface PendingHandshake {
+  /** When its handshake timeout runs out (ms since the epoch). */
+  readonly deadline: number;
+  /** Its handshake timeout ran out. */
+  expire(): void;
   /** Answers with `status` (or drops the socket when an answer cannot be written) and lets go. */
   abandon(status: number, message: string): void;
 }
 
 /**
  * The sessions of this application instance and the upgrades on their way to becoming one:
- * what `WebSocketSessions` shows, the index by id, and the shutdown.
+ * what `WebSocketSessions` shows, the index by id, the handshake timeouts and the shutdown.
  */
 @Injectable()
 export class SessionRegistry implements SessionIndex {
   private readonly sessions = new Map<WebSocketContext, Promise<void>>();
   private readonly byId = new Map<string, WebSocketContext>();
   private readonly handshakes = new Set<PendingHandshake>();
+  /** Expires the handshakes past their deadline: one timer for all, rather than one each. */
+  private sweeper?: NodeJS.Timeout;
   private draining = false;
 
   /** Whether the application is shutting down and takes no new sessions. */
@@ -59,12 +65,28 @@ export class SessionRegistry implements SessionIndex {
     if (context.knownId) this.byId.delete(context.knownId);
   }
 
-  admit(handshake: PendingHandshake): void {
+  /** Watches an upgrade until it is forgotten; `timeout` sets how often deadlines are looked at. */
+  admit(handshake: PendingHandshake, timeout: number): void {
     this.handshakes.add(handshake);
+    this.sweeper ??= setInterval(
+      () => this.expireHandshakes(),
+      Math.min(1000, Math.max(10, timeout / 10)),
+    ).unref();
   }
 
   forget(handshake: PendingHandshake): void {
     this.handshakes.delete(handshake);
+  }
+
+  private expireHandshakes(): void {
+    const now = Date.now();
+    for (const handshake of this.handshakes) {
+      if (handshake.deadline <= now) handshake.expire();
+    }
+    if (this.handshakes.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   /** Resolves once every session open now has closed and its handler has settled. */
@@ -80,6 +102,8 @@ export class SessionRegistry implements SessionIndex {
   async drain(code: number, reason: string, timeout: number): Promise<void> {
     this.draining = true;
     for (const handshake of this.handshakes) handshake.abandon(503, reason);
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
     for (const context of this.sessions.keys()) context.end(code, reason);
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<void>(

@@ -46,7 +46,8 @@ export class PendingUpgrade implements PendingHandshake {
   /** The HTTP response on the raw socket, once routing has begun. */
   response?: ServerResponse;
   private phase: UpgradePhase = 'waiting';
-  private readonly timer: NodeJS.Timeout;
+  /** When `handshakeTimeout` runs out (ms since the epoch). */
+  readonly deadline: number;
 
   constructor(
     readonly request: IncomingMessage,
@@ -56,8 +57,8 @@ export class PendingUpgrade implements PendingHandshake {
     timeout: number,
   ) {
     pending.set(request, this);
-    registry.admit(this);
-    this.timer = setTimeout(() => this.expire(), timeout);
+    this.deadline = Date.now() + timeout;
+    registry.admit(this, timeout);
   }
 
   /** The upgrade `request` is part of, while it goes through the HTTP pipeline. */
@@ -178,7 +179,8 @@ export class PendingUpgrade implements PendingHandshake {
     socket.destroy();
   }
 
-  private expire(): void {
+  /** `handshakeTimeout` ran out: 503, or the socket dropped when an answer is under way. */
+  expire(): void {
     if (this.phase === 'routing' || this.phase === 'waiting') {
       new Logger(PendingUpgrade.name).warn(
         HANDSHAKE_TIMED_OUT(this.request.url ?? '/'),
@@ -196,7 +198,6 @@ export class PendingUpgrade implements PendingHandshake {
   }
 
   private settle(): void {
-    clearTimeout(this.timer);
     this.registry.forget(this);
   }
 }

@@ -26,19 +26,13 @@ import {
   WebSocketContext,
 } from '../context/websocket-context';
 import { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
-import { describeError } from '../errors/describe-error';
 import type { ResolvedWsEndpointOptions } from '../interfaces/ws-endpoint-options.interface';
-import {
-  HANDLER_FAILED,
-  INVALID_JSON,
-  ORIGIN_REFUSED,
-  UNANSWERED_UPGRADE,
-} from '../messages';
+import { INVALID_JSON, ORIGIN_REFUSED, UNANSWERED_UPGRADE } from '../messages';
 import { SessionEndpoint, SessionRunner } from '../session/session-runner';
 import { HeartbeatMonitor } from '../transport/heartbeat';
 import { HandshakeFailure } from './handshake-failure';
 import { containerOf, filtersOf } from './nest-internals';
-import { OriginPolicy, originPolicy } from './origin-policy';
+import { originPolicy } from './origin-policy';
 import { PendingUpgrade } from './pending-upgrade';
 import { handlerArguments, WsExecutionContext } from './ws-execution-context';
 
@@ -160,9 +154,13 @@ export class WsRouteFactory {
     ) => {
       const upgrade = PendingUpgrade.of(request);
       if (!upgrade) return refusals.upgradeRequired(request, response, next);
-      upgrade.routed = request;
       try {
-        await this.checkOrigin(allowedOrigin, upgrade);
+        upgrade.routed = request;
+        const refusal = allowedOrigin(upgrade.request);
+        this.checkOrigin(
+          upgrade,
+          typeof refusal === 'object' ? await refusal : refusal,
+        );
         await execute(request, response, next as Function);
         if (!detached) this.interceptorsDone(upgrade, definition.name);
       } catch (error) {
@@ -173,22 +171,12 @@ export class WsRouteFactory {
       }
     };
     // Nothing is returned to the platform: Fastify would answer a settled handler with an HTTP
-    // response, and the route catches all it throws.
-    return (request, response, next) =>
-      void route(request, response, next).catch((error: unknown) =>
-        this.logger.error(
-          HANDLER_FAILED(definition.name),
-          describeError(error),
-        ),
-      );
+    // response. The route cannot reject: its failure paths are total.
+    return (request, response, next) => void route(request, response, next);
   }
 
-  /** Refuses (403) an `Origin` the endpoint's `allowedOrigins` does not allow, logged once. */
-  private async checkOrigin(
-    allowed: OriginPolicy,
-    upgrade: PendingUpgrade,
-  ): Promise<void> {
-    const refusal = await allowed(upgrade.request);
+  /** Refuses (403) an `Origin` the endpoint's `allowedOrigins` refused, logged once. */
+  private checkOrigin(upgrade: PendingUpgrade, refusal?: string): void {
     if (!refusal) return;
     const { origin = '' } = upgrade.request.headers;
     this.logger.warn(
