@@ -20,7 +20,7 @@ import {
 import { connectWs } from 'nestjs-ws-endpoints/testing';
 import { Deferred } from './utils/deferred';
 import { encodeFrame, Opcode } from './utils/frames';
-import { upgradeRequest } from './utils/raw-http';
+import { RawConnection, upgradeRequest } from './utils/raw-http';
 import { platforms, startApp } from './utils/test-app';
 import { transportOf } from './utils/transport-of';
 import { until } from './utils/until';
@@ -77,6 +77,11 @@ class PeersController {
       count++;
     }
     await socket.send(`got ${count}`);
+  }
+
+  @Ws('echo', { heartbeat: false })
+  async echo(@Socket() socket: WebSocketContext) {
+    for await (const message of socket) await socket.send(message);
   }
 
   @Ws('hoard', { heartbeat: false })
@@ -154,6 +159,33 @@ class PeersController {
     } finally {
       seen.generatorLeft.resolve();
     }
+  }
+}
+
+/** 64 KiB of pongs, which ws reads and drops: padding that fills a socket read around a frame. */
+const PONGS = Buffer.concat(
+  Array.from({ length: 520 }, () =>
+    encodeFrame({ opcode: Opcode.Pong, payload: Buffer.alloc(125) }),
+  ),
+);
+
+/** What the process holds outside V8's heap (buffers), after collecting what it can. */
+function heldBuffers(): number {
+  const gc = (globalThis as { gc?: () => void }).gc!;
+  gc();
+  gc();
+  return process.memoryUsage().arrayBuffers;
+}
+
+/** Writes each of `frames` in a write of its own, padded with pongs, then waits until the server has read them all. */
+async function writePadded(connection: RawConnection, frames: Buffer[]) {
+  for (const frame of frames)
+    await connection.write(Buffer.concat([frame, PONGS]));
+  await connection.write(encodeFrame({ opcode: Opcode.Ping, payload: 'sync' }));
+  for (;;) {
+    const frame = await connection.nextFrame(5000);
+    if (frame.opcode === Opcode.Pong && frame.payload.toString() === 'sync')
+      return;
   }
 }
 
@@ -300,6 +332,57 @@ describe.each(platforms)('hostile peers on %s', (platform) => {
         3 * 64 * KiB,
       );
       context.terminate();
+      await allSessionsEnded();
+    });
+  });
+
+  describe('bytes held are bytes counted: nothing keeps a whole socket read alive for a small part of it', () => {
+    async function rawSession(path: string) {
+      const connection = await RawConnection.open(app);
+      await connection.write(upgradeRequest(path));
+      expect((await connection.nextResponse()).status).toBe(101);
+      return connection;
+    }
+
+    it('copies a fragment that waits for the rest of its message out of its socket read', async () => {
+      const connection = await rawSession('/peers/echo');
+      const before = heldBuffers();
+      await writePadded(connection, [
+        encodeFrame({ opcode: Opcode.Binary, payload: 'a', fin: false }),
+        ...Array.from({ length: 200 }, () =>
+          encodeFrame({
+            opcode: Opcode.Continuation,
+            payload: 'b',
+            fin: false,
+          }),
+        ),
+      ]);
+      // 200 reads of 64 KiB would be 12.5 MiB
+      expect(heldBuffers() - before).toBeLessThan(2 * MiB);
+      await connection.write(
+        encodeFrame({ opcode: Opcode.Continuation, payload: 'c' }),
+      );
+      const echo = await connection.nextFrame();
+      expect(echo.payload.toString()).toBe(`a${'b'.repeat(200)}c`);
+      connection.destroy();
+      await allSessionsEnded();
+    });
+
+    it('copies a queued message out of its socket read', async () => {
+      const connection = await rawSession('/peers/hoard');
+      const context = await contextOf('hoard');
+      const before = heldBuffers();
+      await writePadded(
+        connection,
+        Array.from({ length: 60 }, () =>
+          encodeFrame({ opcode: Opcode.Binary, payload: 'x' }),
+        ),
+      );
+      expect(transportOf(context).inbound.size).toBe(60);
+      // 60 reads of 64 KiB would be 3.75 MiB
+      expect(heldBuffers() - before).toBeLessThan(MiB);
+      context.terminate();
+      connection.destroy();
       await allSessionsEnded();
     });
   });

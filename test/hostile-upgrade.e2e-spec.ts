@@ -307,6 +307,28 @@ describe.each(platforms)('hostile upgrade requests on %s', (platform) => {
       await expectServing();
     });
 
+    it.each([2, 50])(
+      'answers %i keep-alive requests and the upgrade pipelined behind them in order',
+      async (count) => {
+        const connection = await peer();
+        await connection.write(
+          plainRequest('/plain').repeat(count) +
+            upgradeRequest('/hostile/echo'),
+        );
+        for (let i = 0; i < count; i++)
+          expect((await connection.nextResponse()).body).toBe('plain');
+        const upgrade = await connection.nextResponse();
+        expect(upgrade.statusLine).toBe('HTTP/1.1 101 Switching Protocols');
+        await connection.write(
+          encodeFrame({ opcode: Opcode.Text, payload: 'after many' }),
+        );
+        expect((await connection.nextFrame()).payload.toString()).toBe(
+          'after many',
+        );
+        await expectServing();
+      },
+    );
+
     it('waits for a slow plain route before answering the upgrade pipelined behind it', async () => {
       const connection = await peer();
       await connection.write(

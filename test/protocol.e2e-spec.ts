@@ -324,7 +324,7 @@ describe('protocol behaviour', () => {
       }
     }
 
-    it('closes with 1008 when a message comes in more than maxFragments pieces (16,384 by default)', async () => {
+    it('closes with 1008 when a message comes in more than maxFragments pieces (1,024 by default)', async () => {
       const client = await connectWs(app, '/p/big');
       sendInPieces(client, 4 * 1024 * 1024, 64);
       expect((await client.closed).code).toBe(1008);

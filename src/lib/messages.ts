@@ -33,6 +33,15 @@ export const NOT_FOUND = (method: string, url: string) =>
 
 export const INVALID_JSON = 'Invalid JSON';
 
+export const INVALID_SIGNAL =
+  'receive(): options.signal must be an AbortSignal (new AbortController().signal, AbortSignal.timeout(ms)).';
+
+export const CLOSE_REASON_NOT_TEXT = (reason: unknown) =>
+  `The close reason must be a string, got ${typeof reason}.`;
+
+export const FILTER_UNSETTLED = (endpoint: string, ms: number) =>
+  `An exception filter of WebSocket handler ${endpoint} did not settle within closeTimeout (${ms} ms); the connection is closed with the error's default code`;
+
 export const SHUTTING_DOWN = 'Server shutting down';
 
 export const HANDSHAKE_TIMED_OUT = (path: string) =>
@@ -40,6 +49,9 @@ export const HANDSHAKE_TIMED_OUT = (path: string) =>
 
 export const INVALID_VERSION =
   'Missing or invalid Sec-WebSocket-Version header';
+
+export const SESSION_NOT_STARTED = (path: string) =>
+  `The WebSocket session on ${path} could not start after the handshake; closed with 1011`;
 
 export const PLATFORM_FAILED = (path: string) =>
   `The HTTP platform failed to route the upgrade to ${path}`;

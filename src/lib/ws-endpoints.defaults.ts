@@ -11,7 +11,7 @@ const MiB = 1024 * KiB;
 /** The default of every endpoint option. */
 export const ENDPOINT_DEFAULTS: ResolvedWsEndpointOptions = {
   maxPayload: 64 * KiB,
-  maxFragments: 16 * 1024,
+  maxFragments: 1024,
   validation: 'reply',
   closeTimeout: 5_000,
   heartbeat: { interval: 30_000, timeout: 10_000 },

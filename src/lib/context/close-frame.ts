@@ -1,4 +1,8 @@
-import { CLOSE_REASON_TOO_LONG, INVALID_CLOSE_CODE } from '../messages';
+import {
+  CLOSE_REASON_NOT_TEXT,
+  CLOSE_REASON_TOO_LONG,
+  INVALID_CLOSE_CODE,
+} from '../messages';
 import { isSendableCloseCode } from './close-code.enum';
 
 /**
@@ -8,6 +12,9 @@ import { isSendableCloseCode } from './close-code.enum';
 export function assertValidClose(code: number, reason: string): void {
   if (!isSendableCloseCode(code)) {
     throw new RangeError(INVALID_CLOSE_CODE(code));
+  }
+  if (typeof reason !== 'string') {
+    throw new TypeError(CLOSE_REASON_NOT_TEXT(reason));
   }
   const bytes = Buffer.byteLength(reason);
   if (bytes > 123) {

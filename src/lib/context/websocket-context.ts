@@ -249,7 +249,9 @@ export class WebSocketContext<
   send(data: unknown, options?: SendOptions): Promise<void> {
     let payload: string | Buffer | undefined;
     let binary = false;
+    let fin: boolean;
     try {
+      fin = options?.fin !== false;
       if (data instanceof WebSocketMessage) {
         payload = data.data;
         binary = data.type === 'binary';
@@ -269,7 +271,7 @@ export class WebSocketContext<
         new TypeError(`Cannot send ${nameOf(data)}: it has no JSON form.`),
       );
     }
-    return this.transport.send(payload, binary, options?.fin ?? true);
+    return this.transport.send(payload, binary, fin);
   }
 
   /**

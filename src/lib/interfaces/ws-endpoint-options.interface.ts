@@ -50,8 +50,9 @@ export interface WsEndpointOptions {
    */
   maxPayload?: number;
   /**
-   * Most fragments one message may arrive in; more close the connection with 1008.
-   * @default 16384
+   * Most fragments one message may arrive in; more close the connection with 1008. Each
+   * fragment waiting for the rest of its message costs its bytes and a buffer object.
+   * @default 1024
    */
   maxFragments?: number;
   /**

@@ -81,7 +81,13 @@ export class SessionRegistry implements SessionIndex {
   private expireHandshakes(): void {
     const now = Date.now();
     for (const handshake of this.handshakes) {
-      if (handshake.deadline <= now) handshake.expire();
+      if (handshake.deadline > now) continue;
+      try {
+        handshake.expire();
+      } catch {
+        // expiring is answering a peer: nothing of it may stop the others' from being answered
+        this.forget(handshake);
+      }
     }
     if (this.handshakes.size === 0) {
       clearInterval(this.sweeper);

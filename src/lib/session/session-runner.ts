@@ -17,9 +17,11 @@ import {
 } from '../context/websocket-context';
 import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import { describeError, isInstance } from '../errors/describe-error';
+import { logSafely } from '../errors/log-safely';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import {
   FILTER_FAILED,
+  FILTER_UNSETTLED,
   HANDLER_FAILED,
   NO_COMMON_PROTOCOL,
   SHUTTING_DOWN,
@@ -130,9 +132,11 @@ export class SessionRunner {
     } catch (failure) {
       // only a logger that throws gets here: the session still ends
       context.terminate();
-      this.logger.error(
-        HANDLER_FAILED(definition.name),
-        describeError(failure),
+      logSafely(() =>
+        this.logger.error(
+          HANDLER_FAILED(definition.name),
+          describeError(failure),
+        ),
       );
     }
   }
@@ -170,8 +174,12 @@ export class SessionRunner {
       // a value whose prototype chain throws is caught by no filter
     }
     if (!filter) return false;
+    const { closeTimeout } = definition.options;
     try {
-      await filter.func(error, host);
+      const func = filter.func;
+      if (!(await settlesWithin(() => func(error, host), closeTimeout))) {
+        this.logger.warn(FILTER_UNSETTLED(definition.name, closeTimeout));
+      }
     } catch (filterError) {
       this.logger.error(
         FILTER_FAILED(definition.name),
@@ -277,6 +285,24 @@ export class SessionRunner {
       );
     }
     await context.send(frame);
+  }
+}
+
+/**
+ * Whether what `run` returns settles within `ms` (rejecting if it rejects in time): a filter
+ * that never settles must not leave its session open.
+ */
+async function settlesWithin(run: () => unknown, ms: number): Promise<boolean> {
+  const settled = Promise.resolve(run()).then(() => true);
+  settled.catch(() => undefined); // a rejection after the deadline is nobody's to handle
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([settled, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,5 +1,7 @@
-import type { WebSocketMessage } from '../context/websocket-message';
+import { WebSocketMessage } from '../context/websocket-message';
 import type { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import { INVALID_SIGNAL } from '../messages';
+import { detachedBytes } from './detached-bytes';
 
 /** Options of `receive()`. @publicApi */
 export interface ReceiveOptions {
@@ -30,7 +32,9 @@ export const DONE: IteratorReturnResult<undefined> = Object.freeze({
 /**
  * The messages a connection has received that its handler has not read yet, and the handler's
  * pending reads, served in order. It counts what it holds in messages and in bytes and tells
- * its `flow` after each change, so that the connection pauses reading while it holds too much.
+ * its `flow` after each change, so that the connection pauses reading while it holds too much;
+ * a queued message is copied out of the socket read it came in when it is a small part of it,
+ * so that the bytes counted are the bytes held.
  */
 export class InboundQueue {
   private readonly messages: WebSocketMessage[] = [];
@@ -67,8 +71,14 @@ export class InboundQueue {
         waiter.iterating ? { value: message, done: false } : message,
       );
     }
-    this.messages.push(message);
-    this.queuedBytes += message.data.length;
+    // what waits holds only itself, not the socket read it was cut from
+    const data = detachedBytes(message.data);
+    this.messages.push(
+      data === message.data
+        ? message
+        : new WebSocketMessage(data, message.type),
+    );
+    this.queuedBytes += data.length;
     this.flow.regulate(this.messages.length, this.queuedBytes);
   }
 
@@ -140,6 +150,9 @@ export class InboundQueue {
 /** The one signal that ends a `receive()` call: its own signal, its deadline, or both. */
 export function receiveSignal({ signal, timeout }: ReceiveOptions = {}):
   AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(INVALID_SIGNAL);
+  }
   const timer =
     timeout === undefined ? undefined : AbortSignal.timeout(timeout);
   if (signal && timer) return AbortSignal.any([signal, timer]);

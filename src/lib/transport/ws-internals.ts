@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
+import { detachedBytes } from './detached-bytes';
 
 // What the transport needs of `ws` beyond its public API, in one place. Read from ws 8.23
 // (lib/websocket.js, lib/permessage-deflate.js); the tests of flow control with
@@ -14,6 +15,35 @@ type Decompress = (
 interface WsInternals {
   _socket?: Duplex;
   _extensions?: Record<string, { decompress: Decompress } | undefined>;
+  _receiver?: Receiver;
+}
+
+/** ws's frame parser: `consume(n)` takes the next `n` bytes of what the socket delivered. */
+interface Receiver {
+  consume(n: number): Buffer;
+  /** The parser's state: GET_DATA (4) while it takes a frame's payload. */
+  _state: number;
+  /** Whether the frame being read is the last of its message. */
+  _fin: boolean;
+}
+
+const GET_DATA = 4;
+
+/**
+ * Makes `ws` keep a copy of each fragment that waits for the rest of its message, rather than
+ * a view of the socket read it came in: a peer that sends each 1-byte fragment in a read of its
+ * own, padded with pongs, would otherwise keep one whole read (up to 64 KiB) alive per fragment
+ * until the message completes. Final fragments and whole messages are not copied.
+ */
+export function copyHeldFragments(ws: WebSocket): void {
+  const receiver = (ws as unknown as WsInternals)._receiver;
+  if (receiver) receiver.consume = consumeCopyingHeldFragments;
+}
+
+/** Shared by every receiver (`this`): no closure per connection. */
+function consumeCopyingHeldFragments(this: Receiver, n: number): Buffer {
+  const bytes = Object.getPrototypeOf(this).consume.call(this, n) as Buffer;
+  return this._state === GET_DATA && !this._fin ? detachedBytes(bytes) : bytes;
 }
 
 /**

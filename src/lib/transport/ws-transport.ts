@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import WebSocket from 'ws';
 import { CloseCode } from '../context/close-code.enum';
 import { WebSocketMessage } from '../context/websocket-message';
+import { logSafely } from '../errors/log-safely';
 import {
   disconnectOf,
   WebSocketDisconnect,
@@ -15,7 +16,7 @@ import {
 import type { HeartbeatMonitor, HeartbeatPeer } from './heartbeat';
 import { InboundFlow, InboundQueue } from './inbound-queue';
 import { SendWindow } from './send-window';
-import { holdInflation } from './ws-internals';
+import { copyHeldFragments, holdInflation } from './ws-internals';
 
 /**
  * The states of one connection: `open`; `closeSent` once we sent a close frame, `closeReceived`
@@ -91,6 +92,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
     ws.on('error', onError);
     ws.on('close', onClose);
     this.releaseInflation = holdInflation(ws, () => ws.isPaused);
+    copyHeldFragments(ws);
     settings.heartbeat?.watch(this);
   }
 
@@ -285,7 +287,9 @@ function onPong(this: WebSocket): void {
 
 // ws closes the connection itself after a protocol error (1002, 1007, 1009); 'close' follows
 function onError(error: Error): void {
-  new Logger(WsTransport.name).debug(`WebSocket error: ${error.message}`);
+  logSafely(() =>
+    new Logger(WsTransport.name).debug(`WebSocket error: ${error.message}`),
+  );
 }
 
 function onClose(this: WebSocket, code: number, reason: Buffer): void {

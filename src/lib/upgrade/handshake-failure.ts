@@ -5,6 +5,7 @@ import { ExecutionContextHost } from '@nestjs/core/internal';
 import type { ServerResponse } from 'node:http';
 import { types } from 'node:util';
 import { describeError, isInstance } from '../errors/describe-error';
+import { logSafely } from '../errors/log-safely';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import { REFUSAL_FAILED, UPGRADE_REQUIRED } from '../messages';
 import { filtersOf } from './nest-internals';
@@ -42,8 +43,10 @@ export class HandshakeFailure {
     next?: Function,
   ): void {
     if (!upgrade.routing) {
-      this.logger.debug(
-        `Upgrade to ${upgrade.request.url} already answered; dropped its late outcome: ${describeError(error)}`,
+      logSafely(() =>
+        this.logger.debug(
+          `Upgrade to ${upgrade.request.url} already answered; dropped its late outcome: ${describeError(error)}`,
+        ),
       );
     } else if (isInstance(error, WebSocketDisconnect)) {
       upgrade.abandon(); // the peer left while the pipeline ran
@@ -119,14 +122,12 @@ export class HandshakeFailure {
     request: unknown,
     response: unknown,
   ): void {
-    try {
+    logSafely(() =>
       this.logger.error(
         REFUSAL_FAILED((request as { url?: string }).url ?? '/'),
         describeError(failure),
-      );
-    } catch {
-      // a logger that fails leaves the answer to give
-    }
+      ),
+    );
     const raw = rawResponse(response);
     try {
       if (raw && !raw.headersSent) {

@@ -8,11 +8,13 @@ import type {
   WebSocketContext,
 } from '../context/websocket-context';
 import { describeError } from '../errors/describe-error';
+import { logSafely } from '../errors/log-safely';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import {
   HANDSHAKE_TIMED_OUT,
   INVALID_VERSION,
   PLATFORM_FAILED,
+  SESSION_NOT_STARTED,
 } from '../messages';
 import type {
   PendingHandshake,
@@ -74,7 +76,8 @@ export class PendingUpgrade implements PendingHandshake {
   /** Runs the request through the HTTP platform (`handle`) with a response on the raw socket. */
   route(handle: PlatformHandler): void {
     if (this.phase !== 'waiting') return;
-    if (this.socket.destroyed) return this.abandon();
+    // a socket that is gone, or that still carries another response, cannot take ours
+    if (this.socket.destroyed || responseOn(this.socket)) return this.abandon();
     this.phase = 'routing';
     const response = new ServerResponse(this.request);
     this.response = response;
@@ -85,9 +88,11 @@ export class PendingUpgrade implements PendingHandshake {
     try {
       handle(this.request, response);
     } catch (error) {
-      new Logger(PendingUpgrade.name).error(
-        PLATFORM_FAILED(this.request.url ?? '/'),
-        describeError(error),
+      logSafely(() =>
+        new Logger(PendingUpgrade.name).error(
+          PLATFORM_FAILED(this.request.url ?? '/'),
+          describeError(error),
+        ),
       );
       this.abandon(500, 'Internal server error');
     }
@@ -136,19 +141,24 @@ export class PendingUpgrade implements PendingHandshake {
         this.settle();
         this.response!.detachSocket(this.socket as never);
         this.response = undefined;
-        // Express links the request to its response and router and caches its parsed URL: dead
-        // weight for the life of the connection (cleared, not deleted: a deletion turns the
-        // request into a slow dictionary object). Its `params` is a null-prototype dictionary
-        // of some 200 bytes even when empty; a plain copy is a tenth of that.
-        const { params } = this.request as UpgradeRequest;
-        Object.assign(this.request, {
-          res: undefined,
-          next: undefined,
-          _parsedUrl: undefined,
-          ...(params && { params: { ...params } }),
-        });
-        // wrapped at once: frames that came with the request are emitted before any await resumes
-        resolve(wrap(ws));
+        try {
+          // Express links the request to its response and router and caches its parsed URL:
+          // dead weight for the life of the connection (cleared, not deleted: a deletion turns
+          // the request into a slow dictionary object). Its `params` is a null-prototype
+          // dictionary of some 200 bytes even when empty; a plain copy is a tenth of that.
+          const { params } = this.request as UpgradeRequest;
+          Object.assign(this.request, {
+            res: undefined,
+            next: undefined,
+            _parsedUrl: undefined,
+            ...(params && { params: { ...params } }),
+          });
+          // wrapped at once: frames that came with the request are emitted before any await resumes
+          resolve(wrap(ws));
+        } catch (error) {
+          // the 101 is written: what is left to say goes in a close frame
+          reject(abort(ws, error, this.request.url));
+        }
       });
     });
   }
@@ -182,8 +192,10 @@ export class PendingUpgrade implements PendingHandshake {
   /** `handshakeTimeout` ran out: 503, or the socket dropped when an answer is under way. */
   expire(): void {
     if (this.phase === 'routing' || this.phase === 'waiting') {
-      new Logger(PendingUpgrade.name).warn(
-        HANDSHAKE_TIMED_OUT(this.request.url ?? '/'),
+      logSafely(() =>
+        new Logger(PendingUpgrade.name).warn(
+          HANDSHAKE_TIMED_OUT(this.request.url ?? '/'),
+        ),
       );
     }
     this.abandon(503, 'Handshake timed out');
@@ -200,6 +212,19 @@ export class PendingUpgrade implements PendingHandshake {
   private settle(): void {
     this.registry.forget(this);
   }
+}
+
+/** Closes a connection whose session could not be made (1011), logged once. */
+function abort(ws: WebSocket, error: unknown, path = '/'): WebSocketDisconnect {
+  ws.on('error', () => undefined);
+  ws.close(CloseCode.InternalError, 'Internal server error');
+  logSafely(() =>
+    new Logger(PendingUpgrade.name).error(
+      SESSION_NOT_STARTED(path),
+      describeError(error),
+    ),
+  );
+  return new WebSocketDisconnect(CloseCode.InternalError);
 }
 
 /** The response to an earlier request on this keep-alive socket, while it is being written. */

@@ -2,6 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { match, MatchFunction } from 'path-to-regexp';
+import { logSafely } from '../errors/log-safely';
 import { NOT_FOUND, SHUTTING_DOWN } from '../messages';
 import { SessionRegistry } from '../session/session-registry';
 import { PendingUpgrade, responseOn } from './pending-upgrade';
@@ -29,7 +30,9 @@ export class UpgradeDispatcher {
    * for the life of the connection.
    */
   private readonly onSocketError = (error: Error) =>
-    this.logger.debug(`Upgrade socket error: ${error.message}`);
+    logSafely(() =>
+      this.logger.debug(`Upgrade socket error: ${error.message}`),
+    );
 
   /**
    * Starts claiming upgrades on `paths`, handing each to `handle` (the HTTP platform), with
@@ -102,16 +105,21 @@ export class UpgradeDispatcher {
       this.registry,
       handshakeTimeout,
     );
-    // A request pipelined behind a plain one on a keep-alive connection: the socket carries that
-    // request's response until it is written, and the upgrade goes once it has been.
-    const previous = responseOn(socket);
-    if (previous) {
-      previous.once('finish', () => upgrade.route(handle));
-      return;
-    }
+    if (responseOn(socket))
+      return whenSocketFree(socket, () => upgrade.route(handle));
     // after the callback of Node's HTTP parser that emitted the upgrade has returned: run inside
     // it, the pipeline and the handshake took a sixth more instructions (callgrind, a handshake
     // without a guard: 454k against 379k)
     queueMicrotask(() => upgrade.route(handle));
   }
+}
+
+/**
+ * Calls `then` once no response of an earlier request pipelined on this keep-alive socket is
+ * being written: as each finishes, Node gives the socket to the next one queued.
+ */
+function whenSocketFree(socket: Duplex, then: () => void): void {
+  const response = responseOn(socket);
+  if (!response) return then();
+  response.once('finish', () => whenSocketFree(socket, then));
 }
