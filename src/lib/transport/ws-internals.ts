@@ -37,12 +37,17 @@ const GET_DATA = 4;
  */
 export function copyHeldFragments(ws: WebSocket): void {
   const receiver = (ws as unknown as WsInternals)._receiver;
-  if (receiver) receiver.consume = consumeCopyingHeldFragments;
+  if (!receiver) return;
+  consume ??= (Object.getPrototypeOf(receiver) as Receiver).consume;
+  receiver.consume = consumeCopyingHeldFragments;
 }
+
+/** ws's own `consume`. */
+let consume: Receiver['consume'] | undefined;
 
 /** Shared by every receiver (`this`): no closure per connection. */
 function consumeCopyingHeldFragments(this: Receiver, n: number): Buffer {
-  const bytes = Object.getPrototypeOf(this).consume.call(this, n) as Buffer;
+  const bytes = consume!.call(this, n);
   return this._state === GET_DATA && !this._fin ? detachedBytes(bytes) : bytes;
 }
 
