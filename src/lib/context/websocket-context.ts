@@ -97,7 +97,7 @@ export class WebSocketContext<
     // first use; Fastify's routed request holds it parsed
     if (routed !== request) this.queryParams = routed.query ?? {};
     this.user = routed.user as TUser;
-    this.transport = new WsTransport(ws, settings, this);
+    this.transport = new WsTransport(ws, request.socket, settings, this);
   }
 
   /** The upgrade request's query parameters. */

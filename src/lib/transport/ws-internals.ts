@@ -20,7 +20,7 @@ interface WsInternals {
 
 /** ws's frame parser: `consume(n)` takes the next `n` bytes of what the socket delivered. */
 interface Receiver {
-  consume(n: number): Buffer;
+  consume: (this: Receiver, n: number) => Buffer;
   /** The parser's state: GET_DATA (4) while it takes a frame's payload. */
   _state: number;
   /** Whether the frame being read is the last of its message. */

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { CloseCode } from '../context/close-code.enum';
 import { WebSocketMessage } from '../context/websocket-message';
@@ -82,6 +83,8 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
 
   constructor(
     private readonly ws: WebSocket,
+    /** The connection's socket, as the upgrade request has it. */
+    private readonly socket: Duplex,
     private readonly settings: TransportSettings,
     private readonly observer: TransportObserver,
   ) {
@@ -135,6 +138,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
     if (!this.sendable) return Promise.reject(this.closedError('send'));
     const window = (this.window ??= new SendWindow(
       this.ws,
+      this.socket,
       this.settings.sendHighWaterMark,
       this.settings.sendTimeout,
       () => {
@@ -224,7 +228,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
   ): Promise<void> {
     if (!this.sendable) return Promise.reject(this.closedError('send'));
     try {
-      this.ws.send(payload, options, window.written);
+      this.ws.send(payload, options, window.sendCallback);
     } catch (error) {
       return Promise.reject(error);
     }
