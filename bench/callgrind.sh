@@ -18,6 +18,8 @@
 #   bench/callgrind.sh
 #   bench/callgrind.sh --only=ours --workloads=handshakes-1000-guard,handshakes-1000-guard-routes100
 #   bench/callgrind.sh --repeats=3 --handshakes=2000
+# With an echo workload (--workloads=echo-1000-text,echo-50-json), instructions per echoed message:
+# the closed loops run 20 s uncounted, then 10 s counted, divided by the messages echoed meanwhile.
 set -eu
 cd "$(dirname "$0")/.."
 node_modules/.bin/tsc -p bench/tsconfig.json

@@ -17,7 +17,8 @@ const quick = process.argv.includes('--quick');
 // a file descriptor on both sides: see `ulimit -n`, and bench/vm.sh where it cannot be raised);
 // --profile writes the servers' CPU profiles to bench/results/profiles (open them in Chrome
 // DevTools); --repeats=5 takes more medians on a noisy machine. --callgrind (bench/callgrind.sh)
-// counts instructions per handshake instead, with --handshakes=1000 and --warmup=6000.
+// counts instructions per handshake instead, with --handshakes=1000 and --warmup=6000 (per message
+// with --workloads=echo-1000-text and the like).
 const option = (name: string) =>
   process.argv
     .find((arg) => arg.startsWith(`--${name}=`))
@@ -845,16 +846,9 @@ async function callgrindRun(
   try {
     const port: number = await server.ready;
     const pid = String(server.process.pid);
-    const [path, headers] = workload.upgrade!(spec);
-    const handshakes = (count: number) =>
-      load.ask(
-        handshakesCommand(port, spec, path, headers, count),
-        Math.max(120, count / 5),
-      );
-    await handshakes(HANDSHAKE_WARMUP);
-    await run('callgrind_control', ['--instr=on', pid]);
-    await handshakes(HANDSHAKES);
-    await run('callgrind_control', ['--instr=off', pid]);
+    const counted = await (workload.upgrade
+      ? countHandshakes(load, port, pid, spec, workload)
+      : countEchoes(load, port, pid, spec, workload));
     await run('callgrind_control', ['--dump', pid]);
     // the first dump: `.1`; its `totals:` line holds the instructions counted (its `summary:` line
     // is 0 once instrumentation is off)
@@ -863,14 +857,75 @@ async function callgrindRun(
     if (!totals) throw new Error(`No totals in the callgrind dump of ${name}`);
     const gc = await gcOf(dump);
     return {
-      instructionsPerHandshake: Number(totals[1]) / HANDSHAKES,
-      withoutGc: (Number(totals[1]) - gc) / HANDSHAKES,
-      gcPerHandshake: gc / HANDSHAKES,
+      instructionsPerHandshake: Number(totals[1]) / counted,
+      withoutGc: (Number(totals[1]) - gc) / counted,
+      gcPerHandshake: gc / counted,
     };
   } finally {
     await server.stop();
   }
 }
+
+/** HANDSHAKE_WARMUP uncounted handshakes, then HANDSHAKES counted: how many were counted. */
+async function countHandshakes(
+  load: Child,
+  port: number,
+  pid: string,
+  spec: ServerSpec,
+  workload: Workload,
+): Promise<number> {
+  const [path, headers] = workload.upgrade!(spec);
+  const handshakes = (count: number) =>
+    load.ask(
+      handshakesCommand(port, spec, path, headers, count),
+      Math.max(120, count / 5),
+    );
+  await handshakes(HANDSHAKE_WARMUP);
+  await run('callgrind_control', ['--instr=on', pid]);
+  await handshakes(HANDSHAKES);
+  await run('callgrind_control', ['--instr=off', pid]);
+  return HANDSHAKES;
+}
+
+/**
+ * `--callgrind --workloads=echo-1000-text`: the echo's closed loops run ECHO_WARMUP_MS uncounted
+ * (V8 compiles the path meanwhile), then ECHO_COUNT_MS counted: how many messages were echoed
+ * while counting. The count of instructions starts a little before the count of messages and
+ * ends a little after it, by the same few ms for every server.
+ */
+async function countEchoes(
+  load: Child,
+  port: number,
+  pid: string,
+  spec: ServerSpec,
+  workload: Workload,
+): Promise<number> {
+  const [connections, body] = workload.id.split('-').slice(1) as [
+    string,
+    'text' | 'json',
+  ];
+  await load.ask({
+    cmd: 'echo',
+    port,
+    path: spec.paths[body]!,
+    connections: Number(connections),
+    message: messageFor(spec, body),
+    protocol: protocolOf(spec),
+    client: 'lean',
+  } satisfies LoadCommand);
+  await wait(ECHO_WARMUP_MS);
+  await run('callgrind_control', ['--instr=on', pid]);
+  await load.ask({ cmd: 'mark' } satisfies LoadCommand);
+  await wait(ECHO_COUNT_MS);
+  const report = await load.ask({ cmd: 'report' } satisfies LoadCommand);
+  await run('callgrind_control', ['--instr=off', pid]);
+  await load.ask({ cmd: 'close' } satisfies LoadCommand);
+  return report.messages;
+}
+
+/** ms of uncounted, then counted, echoes under callgrind (Node runs 4× slower uncounted, 50× counted). */
+const ECHO_WARMUP_MS = 20_000;
+const ECHO_COUNT_MS = 10_000;
 
 async function callgrindMain() {
   const valgrind = spawnSync('valgrind', ['--version'], { encoding: 'utf8' });
@@ -883,8 +938,8 @@ async function callgrindMain() {
   const load = new Child('load/load.js', 1);
   await load.ready;
   const servers = selectServers(CALLGRIND_SERVERS);
-  const workloads = WORKLOADS.filter(
-    (w) => w.upgrade && (onlyWorkloads ?? CALLGRIND_WORKLOADS).includes(w.id),
+  const workloads = WORKLOADS.filter((w) =>
+    (onlyWorkloads ?? CALLGRIND_WORKLOADS).includes(w.id),
   );
   const results = new Map<string, Results>(
     workloads.map((w) => [w.id, new Map()]),
@@ -896,7 +951,7 @@ async function callgrindMain() {
         const rows = results.get(workload.id)!;
         rows.set(spec.id, [...(rows.get(spec.id) ?? []), row]);
         process.stderr.write(
-          `  ${workload.id} ${spec.id}: ${fmt(row.instructionsPerHandshake / 1000, 1)}k instructions a handshake, ${fmt(row.gcPerHandshake / 1000, 1)}k of them GC\n`,
+          `  ${workload.id} ${spec.id}: ${fmt(row.instructionsPerHandshake / 1000, 1)}k instructions a ${workload.upgrade ? 'handshake' : 'message'}, ${fmt(row.gcPerHandshake / 1000, 1)}k of them GC\n`,
         );
       }
     }
