@@ -327,13 +327,12 @@ describe('invalid options', () => {
     },
   );
 
-  it('fails at bootstrap on a module option', async () => {
+  it.each([
+    ['shutdownTimeout', { shutdownTimeout: -1 }],
+    ['handshakeTimeout', { handshakeTimeout: 0 }],
+  ])('fails at bootstrap on a module option: %s', async (name, options) => {
     await expect(
-      startApp({
-        imports: [WsEndpointsModule.forRoot({ shutdownTimeout: -1 })],
-      }),
-    ).rejects.toThrow(
-      'Invalid WebSocket option shutdownTimeout of WsEndpointsModule',
-    );
+      startApp({ imports: [WsEndpointsModule.forRoot(options)] }),
+    ).rejects.toThrow(`Invalid WebSocket option ${name} of WsEndpointsModule`);
   });
 });

@@ -104,6 +104,12 @@ const CHECKS: Check[] = [
   ],
 ];
 
+/** The module's own options, each optional. */
+const MODULE_CHECKS: Check[] = [
+  ['shutdownTimeout', isDuration, 'a number of ms ≥ 0'],
+  ['handshakeTimeout', isCount, 'a whole number of ms ≥ 1'],
+];
+
 /**
  * Fails at bootstrap on an option that would misbehave at the first connection.
  * @throws Error naming the endpoint, the option, what it takes and what it got
@@ -112,36 +118,25 @@ export function assertValidOptions(
   options: ResolvedWsEndpointOptions,
   where: string,
 ): void {
-  for (const [name, valid, expected] of CHECKS) {
-    const value = options[name as keyof ResolvedWsEndpointOptions];
-    if (!valid(value as never))
-      throw new Error(INVALID_OPTION(where, name, expected, value));
-  }
+  assertChecks(CHECKS, options, where);
 }
 
 /** @throws Error for a shutdownTimeout or handshakeTimeout that is not a duration */
-export function assertValidModuleOptions({
-  shutdownTimeout,
-  handshakeTimeout,
-}: WsEndpointsModuleOptions): void {
-  if (shutdownTimeout !== undefined && !isDuration(shutdownTimeout)) {
-    throw new Error(
-      INVALID_OPTION(
-        'WsEndpointsModule',
-        'shutdownTimeout',
-        'a number of ms ≥ 0',
-        shutdownTimeout,
-      ),
-    );
-  }
-  if (handshakeTimeout !== undefined && !isCount(handshakeTimeout)) {
-    throw new Error(
-      INVALID_OPTION(
-        'WsEndpointsModule',
-        'handshakeTimeout',
-        'a whole number of ms ≥ 1',
-        handshakeTimeout,
-      ),
-    );
+export function assertValidModuleOptions(
+  options: WsEndpointsModuleOptions,
+): void {
+  const given = withoutUndefined(options);
+  assertChecks(
+    MODULE_CHECKS.filter(([name]) => name in given),
+    given,
+    'WsEndpointsModule',
+  );
+}
+
+function assertChecks(checks: Check[], options: object, where: string): void {
+  for (const [name, valid, expected] of checks) {
+    const value = (options as Record<string, unknown>)[name];
+    if (!valid(value as never))
+      throw new Error(INVALID_OPTION(where, name, expected, value));
   }
 }
