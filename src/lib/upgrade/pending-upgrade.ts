@@ -79,13 +79,13 @@ export class PendingUpgrade implements PendingHandshake {
     // a socket that is gone, or that still carries another response, cannot take ours
     if (this.socket.destroyed || responseOn(this.socket)) return this.abandon();
     this.phase = 'routing';
-    const response = new ServerResponse(this.request);
-    this.response = response;
-    response.shouldKeepAlive = false;
-    response.assignSocket(this.socket as never);
-    // a refused upgrade ends with its HTTP answer: the socket has no HTTP parser left to reuse it
-    response.once('finish', () => this.answered());
     try {
+      const response = new ServerResponse(this.request);
+      this.response = response;
+      response.shouldKeepAlive = false;
+      response.assignSocket(this.socket as never);
+      // a refused upgrade ends with its HTTP answer: the socket has no HTTP parser left to reuse it
+      response.once('finish', () => this.answered());
       handle(this.request, response);
     } catch (error) {
       logSafely(() =>
@@ -171,12 +171,12 @@ export class PendingUpgrade implements PendingHandshake {
   abandon(status?: number, message = ''): void {
     const { phase, response, socket } = this;
     if (phase === 'accepted' || phase === 'abandoned') return;
-    if (status && phase === 'routing' && !response!.headersSent) {
+    if (status && phase === 'routing' && response && !response.headersSent) {
       this.phase = 'answered';
-      response!.writeHead(status, {
+      response.writeHead(status, {
         'Content-Type': 'application/json; charset=utf-8',
       });
-      response!.end(errorBody(status, message));
+      response.end(errorBody(status, message));
       return;
     }
     if (status && phase === 'waiting' && !responseOn(socket)) {
