@@ -6,6 +6,7 @@ import {
 } from '@nestjs/common';
 import { IsString } from 'class-validator';
 import { once } from 'node:events';
+import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { connect, Socket as NetSocket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { defer, finalize, NEVER } from 'rxjs';
@@ -19,7 +20,7 @@ import {
 } from 'nestjs-ws-endpoints';
 import { connectWs } from 'nestjs-ws-endpoints/testing';
 import { Deferred } from './utils/deferred';
-import { encodeFrame, Opcode } from './utils/frames';
+import { closePayload, encodeFrame, Opcode } from './utils/frames';
 import { RawConnection, upgradeRequest } from './utils/raw-http';
 import { platforms, startApp } from './utils/test-app';
 import { transportOf } from './utils/transport-of';
@@ -35,6 +36,7 @@ const FAST_HEARTBEAT = { interval: 150, timeout: 150 };
 let opened: Map<string, Deferred<WebSocketContext>>;
 let seen: {
   release: Deferred;
+  drained: Deferred<{ bytes: number[]; code?: number }>;
   blocked: Deferred;
   sendError: Deferred<unknown>;
   finalized: Deferred;
@@ -65,6 +67,15 @@ class PeersController {
   async idle(@Socket() socket: WebSocketContext) {
     open('idle', socket);
     await untilAborted(socket); // reads nothing
+  }
+
+  @Ws('drain-later', { heartbeat: false })
+  async drainLater(@Socket() socket: WebSocketContext) {
+    open('drain-later', socket);
+    await seen.release.promise;
+    const bytes: number[] = [];
+    for await (const message of socket) bytes.push(message.data[0]);
+    seen.drained.resolve({ bytes, code: socket.closeCode });
   }
 
   @Ws('patient', { heartbeat: FAST_HEARTBEAT, inboundQueue: 4 })
@@ -218,12 +229,18 @@ describe.each(platforms)('hostile peers on %s', (platform) => {
 
   beforeEach(() => {
     opened = new Map(
-      ['idle', 'patient', 'hoard', 'hoard-deflate', 'close-paused'].map(
-        (name) => [name, new Deferred<WebSocketContext>()],
-      ),
+      [
+        'idle',
+        'patient',
+        'drain-later',
+        'hoard',
+        'hoard-deflate',
+        'close-paused',
+      ].map((name) => [name, new Deferred<WebSocketContext>()]),
     );
     seen = {
       release: new Deferred(),
+      drained: new Deferred(),
       blocked: new Deferred(),
       sendError: new Deferred<unknown>(),
       finalized: new Deferred(),
@@ -383,6 +400,95 @@ describe.each(platforms)('hostile peers on %s', (platform) => {
       expect(heldBuffers() - before).toBeLessThan(MiB);
       context.terminate();
       connection.destroy();
+      await allSessionsEnded();
+    });
+  });
+
+  describe("ws's parser stops with the socket: the bound of unread messages holds for tiny frames", () => {
+    const tiny = (count: number) =>
+      Array.from({ length: count }, (_, i) =>
+        encodeFrame({ opcode: Opcode.Binary, payload: Buffer.from([i % 256]) }),
+      );
+
+    it('holds no more than the bound of 20,000 one-byte frames written at once, and delivers them all in order later', async () => {
+      const connection = await RawConnection.open(app);
+      await connection.write(upgradeRequest('/peers/drain-later'));
+      expect((await connection.nextResponse()).status).toBe(101);
+      const context = await contextOf('drain-later');
+      await connection.write(Buffer.concat(tiny(20_000)));
+      await until(() => transportOf(context).paused, 'reading is paused');
+      // without the stop, the rest of the socket read: some 9,000 messages
+      expect(transportOf(context).inbound.size).toBeLessThanOrEqual(64 + 1);
+      seen.release.resolve();
+      await connection.write(
+        encodeFrame({ opcode: Opcode.Close, payload: closePayload(1000) }),
+      );
+      const { bytes, code } = await within(
+        seen.drained.promise,
+        10_000,
+        'the handler never drained',
+      );
+      expect(bytes).toEqual(Array.from({ length: 20_000 }, (_, i) => i % 256));
+      expect(code).toBe(1000);
+      connection.destroy();
+    });
+
+    it('still finds a protocol violation among what it had read when it stopped', async () => {
+      const connection = await RawConnection.open(app);
+      await connection.write(upgradeRequest('/peers/drain-later'));
+      expect((await connection.nextResponse()).status).toBe(101);
+      const context = await contextOf('drain-later');
+      await connection.write(
+        Buffer.concat([
+          ...tiny(1000),
+          encodeFrame({ opcode: Opcode.Text, payload: 'x', masked: false }),
+        ]),
+      );
+      await until(() => transportOf(context).paused, 'reading is paused');
+      seen.release.resolve();
+      const { bytes, code } = await within(
+        seen.drained.promise,
+        10_000,
+        'the handler never drained',
+      );
+      expect(bytes).toHaveLength(1000);
+      expect(code).toBeDefined();
+      const close = await connection.nextFrame();
+      expect([close.opcode, close.payload.readUInt16BE(0)]).toEqual([
+        Opcode.Close,
+        1002,
+      ]);
+      connection.destroy();
+    });
+
+    it('keeps to the bound when a peer that paused reading resets with compressed frames unread', async () => {
+      const connection = await RawConnection.open(app);
+      await connection.write(
+        upgradeRequest('/peers/hoard-deflate', {
+          'Sec-WebSocket-Extensions':
+            'permessage-deflate; client_no_context_takeover',
+        }),
+      );
+      expect((await connection.nextResponse()).status).toBe(101);
+      const context = await contextOf('hoard-deflate');
+      const inflated = deflateRawSync(Buffer.alloc(64 * KiB), {
+        finishFlush: zlibConstants.Z_SYNC_FLUSH,
+      });
+      const bomb = encodeFrame({
+        opcode: Opcode.Binary,
+        payload: inflated.subarray(0, inflated.length - 4),
+        rsv: 0b100,
+      });
+      await connection.write(
+        Buffer.concat(Array.from({ length: 4000 }, () => bomb)),
+      );
+      await until(() => transportOf(context).paused, 'reading is paused');
+      connection.socket.resetAndDestroy();
+      context.terminate(); // heartbeats are off here: the server learns of the reset by writing
+      await within(context.closed, 5000, 'never closed');
+      expect(transportOf(context).inbound.bytes).toBeLessThanOrEqual(
+        3 * 64 * KiB,
+      );
       await allSessionsEnded();
     });
   });

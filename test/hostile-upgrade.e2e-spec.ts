@@ -29,6 +29,7 @@ import {
   upgradeRequest,
 } from './utils/raw-http';
 import { ServerSockets } from './utils/server-sockets';
+import { until } from './utils/until';
 import { CapturedLogs, platforms, startApp } from './utils/test-app';
 
 /** The trailing bytes a hostile peer writes behind its upgrade request, in the same write. */
@@ -275,6 +276,36 @@ describe.each(platforms)('hostile upgrade requests on %s', (platform) => {
 
   afterEach(() => {
     for (const connection of peers.splice(0)) connection.destroy();
+  });
+
+  describe('an upgrade pipelined behind a slow request when its time runs out', () => {
+    beforeAll(() =>
+      open({ handshakeTimeout: 300 }, [PlainController, HostileController]),
+    );
+    beforeEach(() => {
+      slowRoute = { entered: new Deferred(), release: new Deferred() };
+    });
+    afterAll(async () => {
+      sockets.dispose();
+      await app.close();
+    });
+
+    it("answers 503 after the slow request's own answer, which it leaves whole", async () => {
+      const connection = await peer();
+      await connection.write(
+        plainRequest('/slow') + upgradeRequest('/hostile/echo'),
+      );
+      await slowRoute.entered.promise;
+      await until(
+        () => logs.find('warn', 'within handshakeTimeout').length > 0,
+        'the handshake timeout ran out',
+      );
+      slowRoute.release.resolve();
+      const first = await connection.nextResponse();
+      expect([first.status, first.body]).toEqual([200, 'slow']);
+      expect((await connection.nextResponse()).status).toBe(503);
+      await expectReleased(connection);
+    });
   });
 
   describe('pipelined requests', () => {

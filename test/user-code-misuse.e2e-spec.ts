@@ -10,7 +10,11 @@ import {
   LoggerService,
   UseFilters,
   UseGuards,
+  UsePipes,
+  ValidationPipe,
 } from '@nestjs/common';
+import { WsException } from '@nestjs/websockets';
+import { IsString } from 'class-validator';
 import { Test } from '@nestjs/testing';
 import {
   Socket,
@@ -107,6 +111,26 @@ class MisuseController {
   @Ws('never-guard')
   @UseGuards(NeverGuard)
   neverGuard() {}
+
+  @Ws('throws')
+  async throws() {
+    throw new Error('boom');
+  }
+
+  @Ws('ws-exception')
+  async wsException() {
+    throw new WsException('nope');
+  }
+
+  @Ws('validated')
+  @UsePipes(new ValidationPipe())
+  async validated(@Socket() socket: WebSocketContext) {
+    for await (const note of socket.messages(NoteDto)) await socket.send(note);
+  }
+}
+
+class NoteDto {
+  @IsString() text!: string;
 }
 
 describe('user code that misuses the API or leaves things hanging', () => {
@@ -188,22 +212,46 @@ describe('a logger that throws', () => {
     }
   }
 
-  it('does not keep a handshake timeout from answering 503', async () => {
+  let app: INestApplication;
+
+  beforeAll(async () => {
     const moduleRef = await Test.createTestingModule({
       imports: [WsEndpointsModule.forRoot({ handshakeTimeout: 200 })],
       controllers: [MisuseController],
     }).compile();
-    const app = moduleRef.createNestApplication({
-      logger: new ThrowingLogger(),
-    });
+    app = moduleRef.createNestApplication({ logger: new ThrowingLogger() });
     await app.listen(0, '127.0.0.1');
-    try {
-      const { body } = await expectRejected(app, '/misuse/never-guard', 503);
-      expect(body).toMatchObject({ message: 'Handshake timed out' });
-      // and the app still serves
-      await expectRejected(app, '/misuse/never-guard', 503);
-    } finally {
-      await app.close();
-    }
+  });
+
+  afterAll(() => app.close());
+
+  it('does not keep a handshake timeout from answering 503', async () => {
+    const { body } = await expectRejected(app, '/misuse/never-guard', 503);
+    expect(body).toMatchObject({ message: 'Handshake timed out' });
+    // and the app still serves
+    await expectRejected(app, '/misuse/never-guard', 503);
+  });
+
+  it.each([
+    ['/misuse/throws', { code: 1011, reason: 'Internal server error' }],
+    ['/misuse/ws-exception', { code: 1008, reason: 'nope' }],
+  ])('does not change the close code of %s', async (path, close) => {
+    const client = await connectWs(app, path);
+    expect(await client.closed).toEqual(close);
+  });
+
+  it('does not change the error frame of an invalid message, nor close the socket', async () => {
+    const client = await connectWs(app, '/misuse/validated');
+    client.send({ text: 42 });
+    expect(await client.nextJson()).toMatchObject({ error: { status: 400 } });
+    client.send({ text: 'fine' });
+    expect(await client.nextJson()).toEqual({ text: 'fine' });
+    await client.close();
+  });
+
+  it('does not change the 403 of a refused origin', async () => {
+    await expectRejected(app, '/misuse/throws', 403, {
+      origin: 'http://evil.example',
+    });
   });
 });

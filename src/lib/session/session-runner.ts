@@ -3,12 +3,12 @@ import {
   BadRequestException,
   HttpException,
   Injectable,
-  Logger,
   ServiceUnavailableException,
 } from '@nestjs/common';
 import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
 import { selectExceptionFilterMetadata } from '@nestjs/common/internal';
 import { WebSocketServer } from 'ws';
+import { SafeLogger } from '../errors/safe-logger';
 import { CloseCode } from '../context/close-code.enum';
 import {
   ContextSettings,
@@ -17,7 +17,6 @@ import {
 } from '../context/websocket-context';
 import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import { describeError, isInstance } from '../errors/describe-error';
-import { logSafely } from '../errors/log-safely';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import {
   FILTER_FAILED,
@@ -54,7 +53,7 @@ type SessionErrorHandler = (
  */
 @Injectable()
 export class SessionRunner {
-  private readonly logger = new Logger(SessionRunner.name);
+  private readonly logger = new SafeLogger(SessionRunner.name);
 
   constructor(private readonly registry: SessionRegistry) {}
 
@@ -132,11 +131,9 @@ export class SessionRunner {
     } catch (failure) {
       // only a logger that throws gets here: the session still ends
       context.terminate();
-      logSafely(() =>
-        this.logger.error(
-          HANDLER_FAILED(definition.name),
-          describeError(failure),
-        ),
+      this.logger.error(
+        HANDLER_FAILED(definition.name),
+        describeError(failure),
       );
     }
   }

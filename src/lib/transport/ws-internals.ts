@@ -21,13 +21,47 @@ interface WsInternals {
 /** ws's frame parser: `consume(n)` takes the next `n` bytes of what the socket delivered. */
 interface Receiver {
   consume: (this: Receiver, n: number) => Buffer;
-  /** The parser's state: GET_DATA (4) while it takes a frame's payload. */
+  /** Parses what it holds, frame after frame, while `_loop` stays true; `done` gets its error. */
+  startLoop(done: (error?: Error) => void): void;
+  /** The parser's state: GET_INFO (0) between frames, GET_DATA (4) while it takes a payload. */
   _state: number;
   /** Whether the frame being read is the last of its message. */
   _fin: boolean;
+  /** Whether it goes on to the next frame. */
+  _loop: boolean;
+  /** Bytes it holds, not parsed yet. */
+  _bufferedBytes: number;
+  destroy(error: Error): void;
 }
 
+const GET_INFO = 0;
 const GET_DATA = 4;
+
+/**
+ * Stops `ws`'s parser after the frame it is on. Pausing the socket stops new reads, but `ws`
+ * goes on parsing the read it has, which can hold some 9,000 one-byte frames: each a message
+ * object past the bound of unread messages.
+ */
+export function stopParsing(ws: WebSocket): void {
+  const receiver = (ws as unknown as WsInternals)._receiver;
+  if (receiver) receiver._loop = false;
+}
+
+/** Parses on what `ws` had read when `stopParsing` stopped it. */
+export function resumeParsing(ws: WebSocket): void {
+  const receiver = (ws as unknown as WsInternals)._receiver;
+  if (
+    receiver &&
+    !receiver._loop &&
+    receiver._state === GET_INFO &&
+    receiver._bufferedBytes > 0
+  ) {
+    receiver.startLoop((error) => {
+      // what the socket's write callback does with a protocol error: ws closes with its code
+      if (error) receiver.destroy(error);
+    });
+  }
+}
 
 /**
  * Makes `ws` keep a copy of each fragment that waits for the rest of its message, rather than

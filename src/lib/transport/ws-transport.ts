@@ -1,9 +1,8 @@
-import { Logger } from '@nestjs/common';
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { CloseCode } from '../context/close-code.enum';
 import { WebSocketMessage } from '../context/websocket-message';
-import { logSafely } from '../errors/log-safely';
+import { SafeLogger } from '../errors/safe-logger';
 import {
   disconnectOf,
   WebSocketDisconnect,
@@ -17,7 +16,12 @@ import {
 import type { HeartbeatMonitor, HeartbeatPeer } from './heartbeat';
 import { InboundFlow, InboundQueue } from './inbound-queue';
 import { SendWindow } from './send-window';
-import { copyHeldFragments, holdInflation } from './ws-internals';
+import {
+  copyHeldFragments,
+  holdInflation,
+  resumeParsing,
+  stopParsing,
+} from './ws-internals';
 
 /**
  * The states of one connection: `open`; `closeSent` once we sent a close frame, `closeReceived`
@@ -202,7 +206,10 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
       (messages >= this.settings.inboundQueue * factor ||
         bytes >= this.settings.inboundQueueBytes * factor)
     ) {
-      if (!this.ws.isPaused) this.ws.pause();
+      if (!this.ws.isPaused) {
+        this.ws.pause();
+        stopParsing(this.ws);
+      }
     } else if (this.ws.isPaused) {
       this.resume();
     }
@@ -237,6 +244,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
 
   private resume(): void {
     this.ws.resume();
+    resumeParsing(this.ws);
     this.releaseInflation?.();
   }
 
@@ -250,7 +258,8 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
 
   /** A message from the peer: queued, or dropped when it comes past the bound while closing. */
   received(data: Buffer, isBinary: boolean): void {
-    if (this.phase !== 'open' && this.full()) return;
+    // past the bound once we have closed, or once the peer is gone: nobody will read it
+    if ((this.phase !== 'open' || this.socket.destroyed) && this.full()) return;
     this.inbound.push(new WebSocketMessage(data, isBinary ? 'binary' : 'text'));
   }
 
@@ -276,6 +285,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
 }
 
 const TRANSPORT = Symbol('ws-endpoints:transport');
+const logger = new SafeLogger('WsTransport');
 type TransportSocket = WebSocket & { [TRANSPORT]: WsTransport };
 
 const transportOf = (ws: WebSocket) => (ws as TransportSocket)[TRANSPORT];
@@ -291,9 +301,7 @@ function onPong(this: WebSocket): void {
 
 // ws closes the connection itself after a protocol error (1002, 1007, 1009); 'close' follows
 function onError(error: Error): void {
-  logSafely(() =>
-    new Logger(WsTransport.name).debug(`WebSocket error: ${error.message}`),
-  );
+  logger.debug(`WebSocket error: ${error.message}`);
 }
 
 function onClose(this: WebSocket, code: number, reason: Buffer): void {

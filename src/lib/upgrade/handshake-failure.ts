@@ -1,11 +1,11 @@
-import { HttpException, HttpServer, Logger } from '@nestjs/common';
+import { HttpException, HttpServer } from '@nestjs/common';
 import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
 import type { ExceptionsHandler } from '@nestjs/core/exceptions/exceptions-handler';
 import { ExecutionContextHost } from '@nestjs/core/internal';
 import type { ServerResponse } from 'node:http';
 import { types } from 'node:util';
+import { SafeLogger } from '../errors/safe-logger';
 import { describeError, isInstance } from '../errors/describe-error';
-import { logSafely } from '../errors/log-safely';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import { REFUSAL_FAILED, UPGRADE_REQUIRED } from '../messages';
 import { filtersOf } from './nest-internals';
@@ -22,7 +22,7 @@ const UPGRADE_REQUIRED_STATUS = 426;
  * or a logger that fails on the value, ends in a 500 of our own, logged once.
  */
 export class HandshakeFailure {
-  private readonly logger = new Logger(HandshakeFailure.name);
+  private readonly logger = new SafeLogger(HandshakeFailure.name);
 
   constructor(
     private readonly exceptions: ExceptionsHandler,
@@ -43,10 +43,8 @@ export class HandshakeFailure {
     next?: Function,
   ): void {
     if (!upgrade.routing) {
-      logSafely(() =>
-        this.logger.debug(
-          `Upgrade to ${upgrade.request.url} already answered; dropped its late outcome: ${describeError(error)}`,
-        ),
+      this.logger.debug(
+        `Upgrade to ${upgrade.request.url} already answered; dropped its late outcome: ${describeError(error)}`,
       );
     } else if (isInstance(error, WebSocketDisconnect)) {
       upgrade.abandon(); // the peer left while the pipeline ran
@@ -122,11 +120,9 @@ export class HandshakeFailure {
     request: unknown,
     response: unknown,
   ): void {
-    logSafely(() =>
-      this.logger.error(
-        REFUSAL_FAILED((request as { url?: string }).url ?? '/'),
-        describeError(failure),
-      ),
+    this.logger.error(
+      REFUSAL_FAILED((request as { url?: string }).url ?? '/'),
+      describeError(failure),
     );
     const raw = rawResponse(response);
     try {

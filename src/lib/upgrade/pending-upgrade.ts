@@ -1,4 +1,4 @@
-import { BadRequestException, Logger } from '@nestjs/common';
+import { BadRequestException } from '@nestjs/common';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -8,7 +8,7 @@ import type {
   WebSocketContext,
 } from '../context/websocket-context';
 import { describeError } from '../errors/describe-error';
-import { logSafely } from '../errors/log-safely';
+import { SafeLogger } from '../errors/safe-logger';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import {
   HANDSHAKE_TIMED_OUT,
@@ -88,11 +88,9 @@ export class PendingUpgrade implements PendingHandshake {
       response.once('finish', () => this.answered());
       handle(this.request, response);
     } catch (error) {
-      logSafely(() =>
-        new Logger(PendingUpgrade.name).error(
-          PLATFORM_FAILED(this.request.url ?? '/'),
-          describeError(error),
-        ),
+      logger.error(
+        PLATFORM_FAILED(this.request.url ?? '/'),
+        describeError(error),
       );
       this.abandon(500, 'Internal server error');
     }
@@ -179,10 +177,13 @@ export class PendingUpgrade implements PendingHandshake {
       response.end(errorBody(status, message));
       return;
     }
-    if (status && phase === 'waiting' && !responseOn(socket)) {
+    if (status && phase === 'waiting') {
+      // answered in its turn, after the responses to the requests pipelined before it
       this.phase = 'abandoned';
       this.settle();
-      return refuseSocket(socket, status, message);
+      return whenSocketFree(socket, () =>
+        refuseSocket(socket, status, message),
+      );
     }
     this.phase = 'abandoned';
     this.settle();
@@ -192,11 +193,7 @@ export class PendingUpgrade implements PendingHandshake {
   /** `handshakeTimeout` ran out: 503, or the socket dropped when an answer is under way. */
   expire(): void {
     if (this.phase === 'routing' || this.phase === 'waiting') {
-      logSafely(() =>
-        new Logger(PendingUpgrade.name).warn(
-          HANDSHAKE_TIMED_OUT(this.request.url ?? '/'),
-        ),
-      );
+      logger.warn(HANDSHAKE_TIMED_OUT(this.request.url ?? '/'));
     }
     this.abandon(503, 'Handshake timed out');
   }
@@ -218,13 +215,18 @@ export class PendingUpgrade implements PendingHandshake {
 function abort(ws: WebSocket, error: unknown, path = '/'): WebSocketDisconnect {
   ws.on('error', () => undefined);
   ws.close(CloseCode.InternalError, 'Internal server error');
-  logSafely(() =>
-    new Logger(PendingUpgrade.name).error(
-      SESSION_NOT_STARTED(path),
-      describeError(error),
-    ),
-  );
+  logger.error(SESSION_NOT_STARTED(path), describeError(error));
   return new WebSocketDisconnect(CloseCode.InternalError);
+}
+
+/**
+ * Calls `then` once no response of an earlier request pipelined on this keep-alive socket is
+ * being written: as each finishes, Node gives the socket to the next one queued.
+ */
+export function whenSocketFree(socket: Duplex, then: () => void): void {
+  const response = responseOn(socket);
+  if (!response) return then();
+  response.once('finish', () => whenSocketFree(socket, then));
 }
 
 /** The response to an earlier request on this keep-alive socket, while it is being written. */
@@ -234,6 +236,8 @@ export function responseOn(socket: Duplex): ServerResponse | undefined {
     undefined
   );
 }
+
+const logger = new SafeLogger('PendingUpgrade');
 
 /** The upgrades going through the pipeline, by request (Fastify's routed request wraps it as `raw`). */
 const pending = new WeakMap<IncomingMessage, PendingUpgrade>();

@@ -1,11 +1,11 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { match, MatchFunction } from 'path-to-regexp';
-import { logSafely } from '../errors/log-safely';
+import { SafeLogger } from '../errors/safe-logger';
 import { NOT_FOUND, SHUTTING_DOWN } from '../messages';
 import { SessionRegistry } from '../session/session-registry';
-import { PendingUpgrade, responseOn } from './pending-upgrade';
+import { PendingUpgrade, responseOn, whenSocketFree } from './pending-upgrade';
 import type { PlatformHandler } from './platform-handler';
 import { refuseSocket } from './refusal';
 
@@ -19,7 +19,7 @@ import { refuseSocket } from './refusal';
  */
 @Injectable()
 export class UpgradeDispatcher {
-  private readonly logger = new Logger(UpgradeDispatcher.name);
+  private readonly logger = new SafeLogger(UpgradeDispatcher.name);
   private routes: MatchFunction<object>[] = [];
   private detach?: () => void;
 
@@ -30,9 +30,7 @@ export class UpgradeDispatcher {
    * for the life of the connection.
    */
   private readonly onSocketError = (error: Error) =>
-    logSafely(() =>
-      this.logger.debug(`Upgrade socket error: ${error.message}`),
-    );
+    this.logger.debug(`Upgrade socket error: ${error.message}`);
 
   /**
    * Starts claiming upgrades on `paths`, handing each to `handle` (the HTTP platform), with
@@ -112,14 +110,4 @@ export class UpgradeDispatcher {
     // without a guard: 454k against 379k)
     queueMicrotask(() => upgrade.route(handle));
   }
-}
-
-/**
- * Calls `then` once no response of an earlier request pipelined on this keep-alive socket is
- * being written: as each finishes, Node gives the socket to the next one queued.
- */
-function whenSocketFree(socket: Duplex, then: () => void): void {
-  const response = responseOn(socket);
-  if (!response) return then();
-  response.once('finish', () => whenSocketFree(socket, then));
 }

@@ -2,7 +2,6 @@ import {
   BadRequestException,
   ForbiddenException,
   HttpServer,
-  Logger,
   RequestMethod,
   Type,
 } from '@nestjs/common';
@@ -20,6 +19,7 @@ import {
 import { RouteParamsFactory } from '@nestjs/core/router/route-params-factory';
 import { RouterExceptionFilters } from '@nestjs/core/router/router-exception-filters';
 import { WebSocketServer } from 'ws';
+import { SafeLogger } from '../errors/safe-logger';
 import {
   MessageParser,
   UpgradeRequest,
@@ -50,7 +50,7 @@ export type RouteHandler = (
  * and the handler call completes the handshake and runs the session.
  */
 export class WsRouteFactory {
-  private readonly logger = new Logger(WsRouteFactory.name);
+  private readonly logger = new SafeLogger(WsRouteFactory.name);
   private readonly container: NestContainer;
   private readonly pipes: PipesContextCreator;
   private readonly interceptors: InterceptorsContextCreator;
