@@ -259,7 +259,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
   /** A message from the peer: queued, or dropped when it comes past the bound while closing. */
   received(data: Buffer, isBinary: boolean): void {
     // past the bound once we have closed, or once the peer is gone: nobody will read it
-    if ((this.phase !== 'open' || this.socket.destroyed) && this.full()) return;
+    if (this.full() && (this.phase !== 'open' || this.socket.destroyed)) return;
     this.inbound.push(new WebSocketMessage(data, isBinary ? 'binary' : 'text'));
   }
 
