@@ -95,3 +95,27 @@ export const INVALID_OPTION = (
       ? 'a function'
       : (JSON.stringify(value) ?? String(value))
   }.`;
+
+export const INVALID_ENVELOPE = 'Invalid envelope';
+
+export const FRAGMENTS_IN_ENVELOPE =
+  'Cannot send a fragment (fin: false) on an endpoint with reliable or requests: each message is one frame of the envelope.';
+
+export const SESSION_EXPIRED =
+  'The connection dropped and the client did not resume the session within resumeWindow.';
+
+export const INVALID_RESUME_TOKEN = 'Invalid resume token';
+
+export const RESUME_REFUSED = 'This resume token is not yours';
+
+export const NOT_A_REQUEST = (what: string) =>
+  `Cannot reply to ${what}: only a message the client sent as a request (message.id is set) has a reply.`;
+
+export const ALREADY_REPLIED = (id: string) =>
+  `Request ${id} has already been replied to.`;
+
+export const REQUEST_STORE_FAILED =
+  'The idempotency store failed; the request is answered 503 and processed by no one';
+
+export const USER_ID_FAILED = (endpoint: string) =>
+  `The userId option of WebSocket handler ${endpoint} threw; the session has no user id`;

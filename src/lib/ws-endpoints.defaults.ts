@@ -23,7 +23,20 @@ export const ENDPOINT_DEFAULTS: ResolvedWsEndpointOptions = {
   protocols: [],
   rejectUnknownProtocols: true,
   perMessageDeflate: false,
+  reliable: false,
+  requests: false,
+  userId: defaultUserId,
 };
+
+export const RELIABLE_DEFAULTS = { resumeWindow: 120_000, replayBuffer: 256 * KiB };
+export const REQUESTS_DEFAULTS = { window: 120_000 };
+
+/** A user's `id`, `sub` or `userId`, or the user itself when it is a string or a number. */
+export function defaultUserId(user: any): string | number | undefined {
+  if (typeof user === 'string' || typeof user === 'number') return user;
+  if (user === null || typeof user !== 'object') return undefined;
+  return user.id ?? user.sub ?? user.userId;
+}
 
 /** The default `shutdownTimeout`. */
 export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000;
@@ -41,17 +54,41 @@ export function resolveEndpointOptions(
     handshakeTimeout: _handshake,
     ...moduleEndpointOptions
   } = moduleOptions;
-  const options = {
-    ...ENDPOINT_DEFAULTS,
-    ...withoutUndefined(moduleEndpointOptions),
+  const {
+    idempotencyStore: _store,
+    ...endpointDefaults
+  } = moduleEndpointOptions;
+  const given = {
+    ...withoutUndefined(endpointDefaults),
     ...withoutUndefined(endpointOptions),
   };
+  const options = {
+    ...ENDPOINT_DEFAULTS,
+    ...given,
+    reliable: withDefaults(given.reliable, RELIABLE_DEFAULTS),
+    requests: withDefaults(given.requests, REQUESTS_DEFAULTS),
+  } as ResolvedWsEndpointOptions;
+  // reliable sessions take requests too
+  if (options.reliable && !options.requests) {
+    options.requests = { ...REQUESTS_DEFAULTS };
+  }
   // one message of maxPayload fills the queue, unless a bound was given
   options.inboundQueueBytes =
     endpointOptions.inboundQueueBytes ??
     moduleOptions.inboundQueueBytes ??
     options.maxPayload;
   return options;
+}
+
+/** `true` → the defaults; an object → it over the defaults; anything else as given (checked later). */
+function withDefaults<T extends object>(
+  value: boolean | Partial<T> | undefined,
+  defaults: T,
+): T | false {
+  if (value === undefined || value === false) return false;
+  if (value === true) return { ...defaults };
+  if (typeof value !== 'object' || value === null) return value as never;
+  return { ...defaults, ...withoutUndefined(value) } as T;
 }
 
 function withoutUndefined<T extends object>(options: T): Partial<T> {
@@ -85,6 +122,26 @@ const CHECKS: Check[] = [
     'false, or { interval, timeout } in whole ms ≥ 1',
   ],
   [
+    'reliable',
+    (value: ResolvedWsEndpointOptions['reliable']) =>
+      value === false ||
+      (typeof value === 'object' &&
+        isCount(value.resumeWindow) &&
+        isCount(value.replayBuffer)),
+    'true, false, or { resumeWindow, replayBuffer } in whole ms and bytes ≥ 1',
+  ],
+  [
+    'requests',
+    (value: ResolvedWsEndpointOptions['requests']) =>
+      value === false || (typeof value === 'object' && isCount(value.window)),
+    'true, false, or { window } in whole ms ≥ 1',
+  ],
+  [
+    'userId',
+    (value: unknown) => typeof value === 'function',
+    'a function of the user',
+  ],
+  [
     'protocols',
     (value: unknown) =>
       Array.isArray(value) &&
@@ -108,6 +165,16 @@ const CHECKS: Check[] = [
 const MODULE_CHECKS: Check[] = [
   ['shutdownTimeout', isDuration, 'a number of ms ≥ 0'],
   ['handshakeTimeout', isCount, 'a whole number of ms ≥ 1'],
+  [
+    'idempotencyStore',
+    (value: Record<string, unknown>) =>
+      typeof value === 'object' &&
+      value !== null &&
+      ['claim', 'complete', 'release', 'wait'].every(
+        (method) => typeof value[method] === 'function',
+      ),
+    'an IdempotencyStore (claim, complete, release, wait)',
+  ],
 ];
 
 /**

@@ -26,6 +26,7 @@ import {
   SHUTTING_DOWN,
 } from './messages';
 import { SessionRegistry } from './session/session-registry';
+import { ResumableSessionRegistry } from './reliable/resumable-session-registry';
 import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
 import {
@@ -55,6 +56,7 @@ import {
     UpgradeDispatcher,
     SessionRunner,
     SessionRegistry,
+    ResumableSessionRegistry,
     WebSocketSessions,
   ],
   exports: [WebSocketSessions],

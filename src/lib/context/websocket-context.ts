@@ -1,4 +1,5 @@
 import { Type } from '@nestjs/common';
+import { failureFor } from '../session/close-for-error';
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { types } from 'node:util';
@@ -11,8 +12,20 @@ import {
   type ReceiveOptions,
 } from '../transport/inbound-queue';
 import { TransportSettings, WsTransport } from '../transport/ws-transport';
+import {
+  EnvelopeLink,
+  type EnvelopeSettings,
+} from '../reliable/envelope-link';
+import { Frame } from '../protocol/envelope';
+import {
+  failure,
+  RequestTracker,
+  type RequestSettings,
+} from '../reliable/request-tracker';
+import { NOT_A_REQUEST } from '../messages';
 import { CloseCode } from './close-code.enum';
 import { assertValidClose } from './close-frame';
+import type { SessionLink } from './session-link';
 import { WebSocketMessage } from './websocket-message';
 
 /** Options of `send()`. @publicApi */
@@ -34,6 +47,7 @@ export type MessageParser = (
 export type RejectedMessageHandler = (
   context: WebSocketContext,
   error: unknown,
+  message: WebSocketMessage,
 ) => Promise<void>;
 
 /** Where a session whose id has been read can be found by it. */
@@ -41,11 +55,22 @@ export interface SessionIndex {
   index(context: WebSocketContext, id: string): void;
 }
 
+/** How the sessions of an endpoint with `reliable` or `requests` speak the envelope. */
+export interface SessionEnvelope extends EnvelopeSettings {
+  requests: RequestSettings;
+  /** The endpoint's name: resume tokens and request ids belong to it. */
+  endpoint: string;
+  /** The user's id, as the endpoint's `userId` option finds it; never throws. */
+  userId(user: unknown): string | undefined;
+}
+
 /** What every connection of an endpoint shares: flow control, the message pipes, the index. */
 export interface ContextSettings extends TransportSettings {
   parse: MessageParser;
   onRejectedMessage: RejectedMessageHandler;
   sessions?: SessionIndex;
+  /** Set when the endpoint speaks the envelope (`reliable` or `requests`). */
+  envelope?: SessionEnvelope;
 }
 
 /** A request as the HTTP platform leaves it after routing and guards. */
@@ -76,7 +101,9 @@ export class WebSocketContext<
   /** What the guards put on `request.user`. */
   readonly user: TUser;
 
-  private readonly transport: WsTransport;
+  private readonly transport: SessionLink;
+  private readonly requests?: RequestTracker;
+  private failedResume = false;
   // made on first use of `signal`: most handlers never touch it, and an AbortSignal is not small
   private abortController?: AbortController;
   private abortReason?: WebSocketDisconnect;
@@ -97,7 +124,53 @@ export class WebSocketContext<
     // first use; Fastify's routed request holds it parsed
     if (routed !== request) this.queryParams = routed.query ?? {};
     this.user = routed.user as TUser;
-    this.transport = new WsTransport(ws, request.socket, settings, this);
+    const { envelope } = settings;
+    if (!envelope) {
+      this.transport = new WsTransport(ws, request.socket, settings, this);
+      return;
+    }
+    const user = envelope.userId(this.user);
+    const link = new EnvelopeLink(
+      settings,
+      envelope,
+      this,
+      envelope.endpoint,
+      user,
+    );
+    this.transport = link;
+    this.requests = new RequestTracker(
+      link,
+      envelope.requests,
+      `${envelope.endpoint}\u0000${user ?? ''}`,
+    );
+    link.attach(ws, request.socket, 0, false);
+  }
+
+  /** The reliable session's link, for a connection that resumes it. @internal */
+  get link(): EnvelopeLink | undefined {
+    return this.transport instanceof EnvelopeLink ? this.transport : undefined;
+  }
+
+  /**
+   * In reliable mode: whether the session has continued on a new connection after its
+   * connection dropped (the handler did not notice; nothing was lost).
+   */
+  get resumed(): boolean {
+    return (this.link?.resumes ?? 0) > 0;
+  }
+
+  /**
+   * In reliable mode: whether this new session's client asked to resume one that this instance
+   * no longer has (its window ran out, or another instance held it, which then stopped). What
+   * that session had sent and not delivered is lost; the client is told (`resumed: false`).
+   */
+  get resumeFailed(): boolean {
+    return this.failedResume;
+  }
+
+  /** @internal */
+  markResumeFailed(): void {
+    this.failedResume = true;
   }
 
   /** The upgrade request's query parameters. */
@@ -143,11 +216,16 @@ export class WebSocketContext<
     return this.transport.protocol;
   }
 
-  /** `'open'`, `'closing'` once a close frame was sent or received, `'closed'` at the end. */
-  get state(): 'open' | 'closing' | 'closed' {
+  /**
+   * `'open'`, `'closing'` once a close frame was sent or received, `'closed'` at the end; in
+   * reliable mode `'reconnecting'` while the connection is gone and the client may resume.
+   */
+  get state(): 'open' | 'reconnecting' | 'closing' | 'closed' {
     switch (this.transport.state) {
       case 'open':
         return 'open';
+      case 'reconnecting':
+        return 'reconnecting';
       case 'closeSent':
       case 'closeReceived':
         return 'closing';
@@ -171,7 +249,10 @@ export class WebSocketContext<
     return this.transport.bufferedAmount;
   }
 
-  /** Aborted when the connection ends, or starts to end; pass it to whatever the handler awaits. */
+  /**
+   * Aborted when the session ends, or starts to end; pass it to whatever the handler awaits. In
+   * reliable mode a dropped connection does not abort it, only the end of the resume window.
+   */
   get signal(): AbortSignal {
     if (!this.abortController) {
       this.abortController = new AbortController();
@@ -204,15 +285,17 @@ export class WebSocketContext<
     options?: ReceiveOptions,
   ): Promise<WebSocketMessage | T> {
     if (typeof metatypeOrOptions !== 'function') {
-      return this.transport.inbound.next(receiveSignal(metatypeOrOptions));
+      const signal = receiveSignal(metatypeOrOptions);
+      if (!this.requests) return this.transport.inbound.next(signal);
+      return this.nextAdmitted(signal);
     }
     const signal = receiveSignal(options);
     for (;;) {
-      const message = await this.transport.inbound.next(signal);
+      const message = await this.nextAdmitted(signal);
       try {
         return (await this.settings.parse(message, metatypeOrOptions)) as T;
       } catch (error) {
-        await this.settings.onRejectedMessage(this, error);
+        await this.settings.onRejectedMessage(this, error, message);
       }
       // queued messages are served before the signal is looked at: a stream of rejected ones
       // would otherwise outlive the deadline
@@ -232,7 +315,19 @@ export class WebSocketContext<
 
   /** Iterates over the messages until the connection closes; the loop then ends quietly. */
   [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
+    if (this.requests) return new DtoIterator(this, undefined);
     return new MessageIterator(this.transport.inbound);
+  }
+
+  /** The next message the handler may see: a duplicate request is answered and skipped. */
+  private async nextAdmitted(signal?: AbortSignal): Promise<WebSocketMessage> {
+    for (;;) {
+      const message = await this.transport.inbound.next(signal);
+      if (message.id === undefined || (await this.requests!.admit(message))) {
+        return message;
+      }
+      if (signal?.aborted) throw signal.reason;
+    }
   }
 
   /**
@@ -247,31 +342,55 @@ export class WebSocketContext<
    * @example for await (const message of socket) await socket.send(message); // an echo
    */
   send(data: unknown, options?: SendOptions): Promise<void> {
-    let payload: string | Buffer | undefined;
-    let binary = false;
     let fin: boolean;
+    let encoded: Encoded;
     try {
       fin = options?.fin !== false;
-      if (data instanceof WebSocketMessage) {
-        payload = data.data;
-        binary = data.type === 'binary';
-      } else if (typeof data === 'string') {
-        payload = data;
-      } else if (ArrayBuffer.isView(data) || types.isAnyArrayBuffer(data)) {
-        payload = data as Buffer;
-        binary = true;
-      } else {
-        payload = JSON.stringify(data) as string | undefined;
-      }
+      encoded = encode(data);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (payload === undefined) {
-      return Promise.reject(
-        new TypeError(`Cannot send ${nameOf(data)}: it has no JSON form.`),
-      );
+    return this.transport.send(encoded.payload, encoded.binary, fin);
+  }
+
+  /**
+   * Answers a request (a message with an `id`, sent with the client's `request()`). The reply is
+   * kept in the idempotency store for the endpoint's window first, so a duplicate of the request,
+   * a retry after a drop, even on another instance sharing the store, gets it again without
+   * reaching the handler. `data` is encoded as for `send()`. Never throws: a message that is no
+   * request, a second reply or a value with no JSON form is a rejected promise.
+   * @example for await (const m of socket) if (m.id) await socket.reply(m, await this.orders.place(m.json()));
+   */
+  reply(message: WebSocketMessage, data: unknown): Promise<void> {
+    try {
+      const { payload, binary } = encode(data);
+      return this.tracker(message).reply(message, payload, binary);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return this.transport.send(payload, binary, fin);
+  }
+
+  /**
+   * Answers a request with a failure: the client's `request()` rejects with its status and
+   * message. An `HttpException` keeps its status, anything else is a 500 without its message.
+   * Kept for duplicates as `reply()` is.
+   * @example await socket.replyError(message, new NotFoundException('No such order'));
+   */
+  replyError(message: WebSocketMessage, error: unknown): Promise<void> {
+    try {
+      const { status, message: text } = failureFor(error);
+      const body = failure(status, text).data;
+      return this.tracker(message).reply(message, body, false, Frame.Failure);
+    } catch (failed) {
+      return Promise.reject(failed);
+    }
+  }
+
+  private tracker(message: WebSocketMessage): RequestTracker {
+    if (!this.requests || !(message instanceof WebSocketMessage)) {
+      throw new TypeError(NOT_A_REQUEST(nameOf(message)));
+    }
+    return this.requests;
   }
 
   /**
@@ -309,6 +428,7 @@ export class WebSocketContext<
 
   /** @internal */
   transportClosed(disconnect: WebSocketDisconnect): void {
+    this.requests?.release();
     this.abort(disconnect);
     this.resolveClosed?.();
   }
@@ -321,6 +441,39 @@ export class WebSocketContext<
 }
 
 const RESOLVED = Promise.resolve();
+
+interface Encoded {
+  payload: string | Buffer;
+  binary: boolean;
+}
+
+/**
+ * A value as a frame's payload: a string as text, bytes as binary, a received message as it
+ * came, anything else as JSON text.
+ * @throws TypeError for a value with no JSON form, or what its `toJSON` throws
+ */
+function encode(data: unknown): Encoded {
+  if (data instanceof WebSocketMessage) {
+    return { payload: data.data, binary: data.type === 'binary' };
+  }
+  if (typeof data === 'string') return { payload: data, binary: false };
+  if (ArrayBuffer.isView(data)) {
+    // a Uint8Array (a Buffer) goes as it is; other views as the bytes they see
+    const bytes =
+      data instanceof Uint8Array
+        ? data
+        : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    return { payload: bytes as Buffer, binary: true };
+  }
+  if (types.isAnyArrayBuffer(data)) {
+    return { payload: Buffer.from(data), binary: true };
+  }
+  const json = JSON.stringify(data) as string | undefined;
+  if (json === undefined) {
+    throw new TypeError(`Cannot send ${nameOf(data)}: it has no JSON form.`);
+  }
+  return { payload: json, binary: false };
+}
 
 function nameOf(value: unknown): string {
   return typeof value === 'function'
@@ -347,15 +500,18 @@ class MessageIterator implements AsyncIterator<WebSocketMessage> {
   }
 }
 
-/** `for await` over `receive(metatype)`, which ends at the disconnect. */
+/** `for await` over `receive(metatype)`, or `receive()` without one, which ends at the disconnect. */
 class DtoIterator<T> implements AsyncIterator<T> {
   constructor(
     private readonly context: WebSocketContext,
-    private readonly metatype: Type<T>,
+    private readonly metatype: Type<T> | undefined,
   ) {}
 
   next(): Promise<IteratorResult<T>> {
-    return this.context.receive(this.metatype).then(toResult, endAtDisconnect);
+    const next = this.metatype
+      ? this.context.receive(this.metatype)
+      : (this.context.receive() as Promise<T>);
+    return next.then(toResult, endAtDisconnect);
   }
 
   return(): Promise<IteratorReturnResult<undefined>> {

@@ -5,6 +5,11 @@ export class WebSocketMessage {
     readonly data: Buffer,
     /** `'text'` for a text frame, `'binary'` for a binary one. */
     readonly type: 'text' | 'binary',
+    /**
+     * The request's id, when the client sent the message as a request (`client.request()`):
+     * answer it with `socket.reply(message, data)`. `undefined` for other messages.
+     */
+    readonly id?: string,
   ) {}
 
   /** The payload decoded as UTF-8. */

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { PerMessageDeflateOptions } from 'ws';
+import type { IdempotencyStore } from '../reliable/idempotency-store';
 
 /**
  * What happens when a message handed to `receive(Dto)` / `messages(Dto)` is not valid JSON or
@@ -19,6 +20,42 @@ export interface HeartbeatOptions {
    * @default 10000
    */
   timeout: number;
+}
+
+/**
+ * Reliable mode: a session that survives a dropped connection. Messages both ways carry sequence
+ * numbers and acks (the envelope that `nestjs-ws-endpoints/client` speaks); when the connection
+ * drops, the session waits `resumeWindow` for its client, whose next connection gets every
+ * message it missed, once, in order, and re-sends its own unacked ones, which reach the
+ * handler once. The handler does not notice.
+ * @publicApi
+ */
+export interface ReliableOptions {
+  /**
+   * ms a session whose connection dropped waits for its client; then it ends as a 1006.
+   * @default 120000 (2 min)
+   */
+  resumeWindow?: number;
+  /**
+   * Bytes sent and not yet acked that a session keeps to send again; past it `send()` waits
+   * for acks (one message larger than the bound still goes).
+   * @default 262144 (256 KiB)
+   */
+  replayBuffer?: number;
+}
+
+/**
+ * Requests processed once: a message the client sends with `request()` carries an id; the
+ * handler answers it with `socket.reply(message, data)`, which is kept for `window` ms, so that a
+ * duplicate (a retry after a drop) is answered again without reaching the handler.
+ * @publicApi
+ */
+export interface RequestsOptions {
+  /**
+   * ms a request id and its reply are remembered.
+   * @default 120000 (2 min)
+   */
+  window?: number;
 }
 
 /**
@@ -115,6 +152,24 @@ export interface WsEndpointOptions {
    * @default false
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * Reliable mode (`true` for the defaults): sessions that survive a dropped connection. Clients
+   * speak the envelope (`nestjs-ws-endpoints/client` does); requests are on too.
+   * @default false
+   */
+  reliable?: boolean | ReliableOptions;
+  /**
+   * Requests processed once, without reliable mode (`true` for the defaults). Clients speak the
+   * envelope (`nestjs-ws-endpoints/client` does).
+   * @default false
+   */
+  requests?: boolean | RequestsOptions;
+  /**
+   * The id of a session's user (what guards put on `request.user`): a resume token is bound to
+   * it, and request ids are scoped to it. By default the user's `id`, `sub` or `userId`, or the
+   * user itself when it is a string or a number.
+   */
+  userId?: (user: any) => string | number | undefined;
 }
 
 /** Options of `WsEndpointsModule.forRoot()`: the defaults of every endpoint, and the shutdown. @publicApi */
@@ -131,7 +186,19 @@ export interface WsEndpointsModuleOptions extends WsEndpointOptions {
    * @default 10000
    */
   shutdownTimeout?: number;
+  /**
+   * Where request ids and replies are kept (`requests` and `reliable` endpoints): in this
+   * instance's memory by default; a `RedisIdempotencyStore` shares them between instances.
+   * @default new MemoryIdempotencyStore()
+   */
+  idempotencyStore?: IdempotencyStore;
 }
 
 /** `WsEndpointOptions` with every default filled in. */
-export type ResolvedWsEndpointOptions = Required<WsEndpointOptions>;
+export type ResolvedWsEndpointOptions = Required<
+  Omit<WsEndpointOptions, 'reliable' | 'requests'>
+> & {
+  reliable: Required<ReliableOptions> | false;
+  /** On whenever `reliable` is. */
+  requests: Required<RequestsOptions> | false;
+};

@@ -69,3 +69,27 @@ export function errorFrameFor(error: HttpException): {
       : response;
   return { error: { status: error.getStatus(), message } };
 }
+
+/**
+ * What a request's client learns of a failure: an `HttpException`'s status and message (a
+ * `ValidationPipe`'s list of what is wrong), anything else a 500 without its message. Never throws.
+ */
+export function failureFor(error: unknown): {
+  status: number;
+  message: string | string[];
+} {
+  try {
+    if (error instanceof HttpException) {
+      const { status, message } = errorFrameFor(error).error;
+      return {
+        status,
+        message: Array.isArray(message)
+          ? message.map(String)
+          : String(message),
+      };
+    }
+  } catch {
+    // a status, a response or a prototype chain that throws: a failure like any other
+  }
+  return { status: 500, message: 'Internal server error' };
+}

@@ -2,6 +2,7 @@ import {
   ArgumentsHost,
   BadRequestException,
   HttpException,
+  Inject,
   Injectable,
   ServiceUnavailableException,
 } from '@nestjs/common';
@@ -18,7 +19,9 @@ import {
 import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import { describeError, isInstance } from '../errors/describe-error';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import type { WebSocketMessage } from '../context/websocket-message';
 import {
+  USER_ID_FAILED,
   FILTER_FAILED,
   FILTER_UNSETTLED,
   HANDLER_FAILED,
@@ -31,6 +34,13 @@ import { closeForError, errorFrameFor } from './close-for-error';
 import { sendResult } from './handler-result';
 import { SessionRegistry } from './session-registry';
 import { SOCKET_ARGUMENT } from '../constants';
+import type { WsEndpointsModuleOptions } from '../interfaces/ws-endpoint-options.interface';
+import { ACK_PARAM, RESUME_PARAM } from '../protocol/envelope';
+import type { IdempotencyStore } from '../reliable/idempotency-store';
+import { MemoryIdempotencyStore } from '../reliable/memory-idempotency-store';
+import { ResumableSessionRegistry } from '../reliable/resumable-session-registry';
+import type { SessionEnvelope } from '../context/websocket-context';
+import { WS_ENDPOINTS_OPTIONS } from '../ws-endpoints.module-definition';
 
 /** What the runner needs of one endpoint, built once at bootstrap. */
 export interface SessionEndpoint {
@@ -55,7 +65,15 @@ type SessionErrorHandler = (
 export class SessionRunner {
   private readonly logger = new SafeLogger(SessionRunner.name);
 
-  constructor(private readonly registry: SessionRegistry) {}
+  private readonly store: IdempotencyStore;
+
+  constructor(
+    private readonly registry: SessionRegistry,
+    private readonly resumable: ResumableSessionRegistry,
+    @Inject(WS_ENDPOINTS_OPTIONS) options: WsEndpointsModuleOptions,
+  ) {
+    this.store = options.idempotencyStore ?? new MemoryIdempotencyStore();
+  }
 
   /**
    * Completes the handshake and runs the handler. Without `detach`, resolves when the session
@@ -80,6 +98,21 @@ export class SessionRunner {
       options.protocols,
       options.rejectUnknownProtocols,
     );
+    const { envelope } = endpoint.settings;
+    const resume = envelope?.reliable && resumeOf(upgrade.request.url);
+    if (resume && envelope) {
+      const link = this.resumable.find(
+        resume.token,
+        envelope.endpoint,
+        envelope.userId(upgrade.routed?.user),
+      );
+      if (link) {
+        // the session goes on on this connection; its handler runs already
+        return upgrade.accept(endpoint.server, (ws) =>
+          link.attach(ws, upgrade.request.socket, resume.ack, true),
+        );
+      }
+    }
     const context = await upgrade.accept(
       endpoint.server,
       (ws) =>
@@ -90,6 +123,7 @@ export class SessionRunner {
           upgrade.routed,
         ),
     );
+    if (resume) context.markResumeFailed();
     upgrade.context = context;
     if (!detach) {
       const done = this.runHandler(definition, context, instance, args);
@@ -149,8 +183,32 @@ export class SessionRunner {
       heartbeat,
       parse,
       sessions: this.registry,
-      onRejectedMessage: (socket, error) =>
-        this.rejectMessage(definition, socket, error),
+      envelope: this.envelope(definition),
+      onRejectedMessage: (socket, error, message) =>
+        this.rejectMessage(definition, socket, error, message),
+    };
+  }
+
+  /** How the endpoint's sessions speak the envelope, when it has `reliable` or `requests`. */
+  private envelope({
+    name,
+    options,
+  }: WsEndpointDefinition): SessionEnvelope | undefined {
+    const { reliable, requests, userId } = options;
+    if (!requests) return undefined;
+    return {
+      endpoint: name,
+      requests: { store: this.store, window: requests.window },
+      reliable: reliable ? { ...reliable, sessions: this.resumable } : undefined,
+      userId: (user) => {
+        try {
+          const id = userId(user);
+          return id === undefined || id === null ? undefined : String(id);
+        } catch (error) {
+          this.logger.error(USER_ID_FAILED(name), describeError(error));
+          return undefined;
+        }
+      },
     };
   }
 
@@ -268,6 +326,7 @@ export class SessionRunner {
     definition: WsEndpointDefinition,
     context: WebSocketContext,
     error: unknown,
+    message: WebSocketMessage,
   ): Promise<void> {
     if (!isInstance(error, HttpException)) throw error;
     const frame = errorFrameFor(error);
@@ -281,8 +340,23 @@ export class SessionRunner {
         'Invalid message',
       );
     }
-    await context.send(frame);
+    // a request's client waits for its reply: it gets the failure in its place
+    if (message.id !== undefined) await context.replyError(message, error);
+    else await context.send(frame);
   }
+}
+
+/** The resume token and ack of a connection that continues a reliable session, if it is one. */
+function resumeOf(
+  url = '',
+): { token: string; ack: number } | undefined {
+  const query = url.indexOf('?');
+  if (query < 0) return undefined;
+  const params = new URLSearchParams(url.slice(query + 1));
+  const token = params.get(RESUME_PARAM);
+  if (token === null) return undefined;
+  const ack = Number(params.get(ACK_PARAM));
+  return { token, ack: Number.isSafeInteger(ack) && ack > 0 ? ack : 0 };
 }
 
 /**

@@ -76,7 +76,7 @@ export class InboundQueue {
     this.messages.push(
       data === message.data
         ? message
-        : new WebSocketMessage(data, message.type),
+        : new WebSocketMessage(data, message.type, message.id),
     );
     this.queuedBytes += data.length;
     this.flow.regulate(this.messages.length, this.queuedBytes);

@@ -53,6 +53,14 @@ export interface TransportObserver {
   transportClosed(disconnect: WebSocketDisconnect): void;
 }
 
+/**
+ * Where a connection's frames go when a session on top of it reads an envelope: it decodes them
+ * and queues the messages in the connection's queue, which is then the session's.
+ */
+export interface FrameSink {
+  frame(transport: WsTransport, data: Buffer, isBinary: boolean): void;
+}
+
 /** ws's frame options, by binary × fin, made once rather than per message. */
 const SEND_OPTIONS = [
   { binary: false, fin: false },
@@ -91,8 +99,11 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
     private readonly socket: Duplex,
     private readonly settings: TransportSettings,
     private readonly observer: TransportObserver,
+    /** The session's queue and frame decoder, when the session outlives this connection. */
+    private readonly sink?: FrameSink,
+    inbound?: InboundQueue,
   ) {
-    this.inbound = new InboundQueue(this);
+    this.inbound = inbound ?? new InboundQueue(this);
     (ws as TransportSocket)[TRANSPORT] = this;
     ws.on('message', onMessage);
     ws.on('pong', onPong);
@@ -260,6 +271,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
   received(data: Buffer, isBinary: boolean): void {
     // past the bound once we have closed, or once the peer is gone: nobody will read it
     if (this.full() && (this.phase !== 'open' || this.socket.destroyed)) return;
+    if (this.sink) return this.sink.frame(this, data, isBinary);
     this.inbound.push(new WebSocketMessage(data, isBinary ? 'binary' : 'text'));
   }
 
@@ -279,7 +291,8 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
         : 'closed';
     this.settings.heartbeat?.forget(this);
     this.window?.close(this.closedError('send'));
-    this.inbound.end(() => this.closedError('receive'));
+    // a session that outlives the connection ends its queue itself
+    if (!this.sink) this.inbound.end(() => this.closedError('receive'));
     this.observer.transportClosed(this.ended);
   }
 }

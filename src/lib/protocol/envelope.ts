@@ -1,0 +1,122 @@
+/**
+ * The envelope that endpoints with `reliable` or `requests` speak, shared by the server and
+ * `nestjs-ws-endpoints/client`. No dependency: it runs in browsers.
+ *
+ * Every frame is a header line, `\n`, then the payload (possibly empty). The frame's type (text
+ * or binary) is the payload's. The header is ASCII, its fields separated by one space:
+ *
+ * | header            | direction | meaning                                                    |
+ * |-------------------|-----------|------------------------------------------------------------|
+ * | `w`               | server →  | welcome, first frame of a connection; payload: `Welcome` JSON |
+ * | `m <seq>`         | both      | a message                                                  |
+ * | `q <seq> <id>`    | client →  | a request with the client-made id `<id>`                   |
+ * | `r <seq> <id>`    | server →  | the reply to request `<id>`                                |
+ * | `x <seq> <id>`    | server →  | request `<id>` failed; payload: `{"status","message"}` JSON |
+ * | `a <seq>`         | both      | cumulative ack: every message up to `<seq>` arrived        |
+ * | `p` / `o`         | client → / server → | liveness ping / its pong                         |
+ *
+ * `<seq>` counts a side's messages, requests and replies from 1 in reliable mode; it is 0 in
+ * requests-only mode, which keeps no order. A request id is 1–64 of `A–Z a–z 0–9 _ -`.
+ * @publicApi
+ */
+export const Frame = {
+  Welcome: 'w',
+  Message: 'm',
+  Request: 'q',
+  Reply: 'r',
+  Failure: 'x',
+  Ack: 'a',
+  Ping: 'p',
+  Pong: 'o',
+} as const;
+
+export type FrameKind = (typeof Frame)[keyof typeof Frame];
+
+/** The query parameters of a connection that resumes a session. @publicApi */
+export const RESUME_PARAM = 'ws_resume';
+export const ACK_PARAM = 'ws_ack';
+
+/** What the server says first on every connection of an enveloped endpoint. @publicApi */
+export interface Welcome {
+  /** The session's id (the same across the connections of a resumed session). */
+  session: string;
+  /** Whether the endpoint is reliable: messages carry sequence numbers and are acked. */
+  reliable: boolean;
+  /** Whether this connection continues an earlier session (`false` for a new one). */
+  resumed: boolean;
+  /** The token that resumes this session on the next connection (reliable mode); single use. */
+  token?: string;
+  /** The last of the client's messages the server has (reliable mode): resend what follows. */
+  ack: number;
+  /** ms the server keeps the session after its connection drops (reliable mode). */
+  resumeWindow?: number;
+}
+
+/** A request's failure, as the `x` frame carries it. @publicApi */
+export interface RequestFailure {
+  status: number;
+  /** What went wrong; a validation failure lists each problem. */
+  message: string | string[];
+}
+
+/** One parsed header. */
+export interface Header {
+  kind: FrameKind;
+  seq: number;
+  id?: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Whether `id` may name a request. */
+export function isRequestId(id: unknown): id is string {
+  return typeof id === 'string' && REQUEST_ID.test(id);
+}
+
+/** The header line of a frame, with its `\n`. */
+export function header(kind: FrameKind, seq?: number, id?: string): string {
+  if (seq === undefined) return `${kind}\n`;
+  return id === undefined ? `${kind} ${seq}\n` : `${kind} ${seq} ${id}\n`;
+}
+
+/** Parses a header line (without its `\n`); `undefined` when it is not one. */
+export function parseHeader(line: string): Header | undefined {
+  const kind = line[0] as FrameKind;
+  switch (kind) {
+    case Frame.Welcome:
+    case Frame.Ping:
+    case Frame.Pong:
+      return line.length === 1 ? { kind, seq: 0 } : undefined;
+    case Frame.Message:
+    case Frame.Ack: {
+      const seq = parseSeq(line, 2, line.length);
+      return line[1] === ' ' && seq >= 0 ? { kind, seq } : undefined;
+    }
+    case Frame.Request:
+    case Frame.Reply:
+    case Frame.Failure: {
+      const space = line.indexOf(' ', 2);
+      if (line[1] !== ' ' || space < 0) return undefined;
+      const seq = parseSeq(line, 2, space);
+      const id = line.slice(space + 1);
+      return seq >= 0 && isRequestId(id) ? { kind, seq, id } : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The decimal integer in `line[start, end)`, or -1 when it is not one (at most 15 digits). */
+function parseSeq(line: string, start: number, end: number): number {
+  if (end <= start || end - start > 15) return -1;
+  let seq = 0;
+  for (let i = start; i < end; i++) {
+    const digit = line.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    seq = seq * 10 + digit;
+  }
+  return seq;
+}
+
+/** The longest header line there is, with its `\n`: what a reader looks through for the `\n`. */
+export const MAX_HEADER = 2 + 15 + 1 + 64 + 1;
