@@ -17,3 +17,17 @@ export type {
   WsEndpointOptions,
   WsEndpointsModuleOptions,
 } from './interfaces/ws-endpoint-options.interface';
+export type {
+  IdempotencyStore,
+  RequestClaim,
+  StoredReply,
+} from './reliable/idempotency-store';
+export { MemoryIdempotencyStore } from './reliable/memory-idempotency-store';
+export {
+  RedisIdempotencyStore,
+  type RedisIdempotencyStoreOptions,
+} from './reliable/redis-idempotency-store';
+export type {
+  ReliableOptions,
+  RequestsOptions,
+} from './interfaces/ws-endpoint-options.interface';

@@ -64,7 +64,11 @@ export class Outbox {
   /** The server has everything up to `seq`: those go. */
   acked(seq: number): void {
     let n = 0;
-    while (n < this.items.length && this.items[n].seq > 0 && this.items[n].seq <= seq) {
+    while (
+      n < this.items.length &&
+      this.items[n].seq > 0 &&
+      this.items[n].seq <= seq
+    ) {
       this.size -= this.items[n].bytes;
       n++;
     }

@@ -93,7 +93,9 @@ const ACK_DELAY = 100;
 const OPEN = 1;
 
 const matches = (code: number, codes: CloseCodes) =>
-  codes.some((c) => (typeof c === 'number' ? c === code : code >= c[0] && code <= c[1]));
+  codes.some((c) =>
+    typeof c === 'number' ? c === code : code >= c[0] && code <= c[1],
+  );
 
 /**
  * A WebSocket client for endpoints with `reliable` or `requests`: it reconnects with backoff,
@@ -111,10 +113,15 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   private welcome?: Welcome;
   private readonly outbox: Outbox;
   private readonly requests = new Map<string, PendingRequest>();
-  private readonly listeners = new Map<keyof ClientEvents, Set<Listener<never>>>();
+  private readonly listeners = new Map<
+    keyof ClientEvents,
+    Set<Listener<never>>
+  >();
   /** Server messages no iterator has taken yet, and iterators waiting for one. */
   private readonly inbox: ClientMessage[] = [];
-  private readonly readers: Array<(result: IteratorResult<ClientMessage>) => void> = [];
+  private readonly readers: Array<
+    (result: IteratorResult<ClientMessage>) => void
+  > = [];
   private sent = 0;
   private received = 0;
   private unacked = 0;
@@ -129,7 +136,7 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   private deadline?: ReturnType<typeof setTimeout>;
   private readonly Ctor: WebSocketConstructor;
   private readonly online = () => {
-    if (this.phase === 'reconnecting' && !this.ws) this.open();
+    if (this.phase === 'reconnecting' && !this.ws) void this.open();
   };
 
   constructor(
@@ -142,10 +149,15 @@ export class WsClient implements AsyncIterable<ClientMessage> {
       options.WebSocket ??
       (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket!;
     if (!this.Ctor) {
-      throw new TypeError('No WebSocket class: pass options.WebSocket (ws\'s class in Node < 22).');
+      throw new TypeError(
+        "No WebSocket class: pass options.WebSocket (ws's class in Node < 22).",
+      );
     }
-    (globalThis as { addEventListener?: Function }).addEventListener?.('online', this.online);
-    this.open();
+    (globalThis as { addEventListener?: Function }).addEventListener?.(
+      'online',
+      this.online,
+    );
+    void this.open();
   }
 
   get state(): ClientState {
@@ -163,7 +175,10 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   }
 
   /** Listens to an event; returns what stops listening. */
-  on<K extends keyof ClientEvents>(event: K, listener: Listener<ClientEvents[K]>): () => void {
+  on<K extends keyof ClientEvents>(
+    event: K,
+    listener: Listener<ClientEvents[K]>,
+  ): () => void {
     let set = this.listeners.get(event);
     if (!set) this.listeners.set(event, (set = new Set()));
     set.add(listener);
@@ -185,7 +200,10 @@ export class WsClient implements AsyncIterable<ClientMessage> {
    * Rejects with a RequestError: the server's status for `socket.replyError()`, 408 after
    * `timeout`, 503 when the client closes; with a RangeError when the queue is full.
    */
-  request(data: unknown, { timeout = 30_000 }: { timeout?: number } = {}): Promise<ClientMessage> {
+  request(
+    data: unknown,
+    { timeout = 30_000 }: { timeout?: number } = {},
+  ): Promise<ClientMessage> {
     return new Promise((resolve, reject) => {
       const id = requestId();
       const item = this.enqueue(Frame.Request, data, id);
@@ -216,19 +234,26 @@ export class WsClient implements AsyncIterable<ClientMessage> {
       next: () => {
         const message = this.inbox.shift();
         if (message) return Promise.resolve({ value: message, done: false });
-        if (this.phase === 'closed') return Promise.resolve({ value: undefined, done: true });
+        if (this.phase === 'closed')
+          return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve) => this.readers.push(resolve));
       },
       return: () => Promise.resolve({ value: undefined, done: true }),
     };
   }
 
-  private enqueue(kind: Outgoing['kind'], data: unknown, id?: string): Outgoing {
+  private enqueue(
+    kind: Outgoing['kind'],
+    data: unknown,
+    id?: string,
+  ): Outgoing {
     if (this.phase === 'closed') throw new Error('The client is closed.');
     const payload = encode(data);
     const bytes = typeof payload === 'string' ? payload.length : payload.length;
     if (!this.outbox.fits(bytes)) {
-      throw new RangeError('The client queue is full: wait until the connection is back.');
+      throw new RangeError(
+        'The client queue is full: wait until the connection is back.',
+      );
     }
     const item: Outgoing = { kind, payload, id, seq: 0, bytes };
     // kept until acked (reliable), or until sent; a request stays known until its reply
@@ -240,7 +265,9 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   private transmit(item: Outgoing): void {
     const reliable = this.welcome!.reliable;
     if (reliable && item.seq === 0) item.seq = ++this.sent;
-    this.ws!.send(frameOf(item.kind, reliable ? item.seq : 0, item.payload, item.id));
+    this.ws!.send(
+      frameOf(item.kind, reliable ? item.seq : 0, item.payload, item.id),
+    );
     if (!reliable) this.outbox.remove(item);
   }
 
@@ -250,13 +277,18 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     let url = this.url;
     try {
       const token = await this.options.token?.();
-      if (token !== undefined) url = withParam(url, this.options.tokenParam ?? 'token', token);
+      if (token !== undefined)
+        url = withParam(url, this.options.tokenParam ?? 'token', token);
     } catch {
       return this.retry();
     }
     if (this.phase === 'closed') return;
     if (this.welcome?.reliable && this.welcome.token) {
-      url = withParam(withParam(url, RESUME_PARAM, this.welcome.token), ACK_PARAM, String(this.received));
+      url = withParam(
+        withParam(url, RESUME_PARAM, this.welcome.token),
+        ACK_PARAM,
+        String(this.received),
+      );
     }
     let ws: WebSocketLike;
     try {
@@ -266,7 +298,10 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     }
     this.ws = ws;
     ws.binaryType = 'arraybuffer';
-    this.deadline = setTimeout(() => this.drop(ws), this.options.connectTimeout ?? 10_000);
+    this.deadline = setTimeout(
+      () => this.drop(ws),
+      this.options.connectTimeout ?? 10_000,
+    );
     ws.onmessage = (event) => this.frame(ws, event.data);
     ws.onclose = (event) => this.closed(ws, event.code, event.reason);
     ws.onerror = () => undefined; // a close follows
@@ -298,7 +333,8 @@ export class WsClient implements AsyncIterable<ClientMessage> {
           this.received = parsed.seq;
           this.scheduleAck();
         }
-        if (parsed.kind === Frame.Message) return this.deliver(new ClientMessage(payload));
+        if (parsed.kind === Frame.Message)
+          return this.deliver(new ClientMessage(payload));
         return this.answered(parsed.id!, parsed.kind, payload);
     }
     this.drop(ws, 1002);
@@ -314,7 +350,8 @@ export class WsClient implements AsyncIterable<ClientMessage> {
       // requests still waiting for their reply, which the server recognizes by id
       this.sent = this.received = 0;
       for (const request of this.requests.values()) {
-        if (!this.outbox.pending().includes(request.item)) this.outbox.push(request.item);
+        if (!this.outbox.pending().includes(request.item))
+          this.outbox.push(request.item);
       }
       for (const item of this.outbox.pending()) item.seq = 0;
     } else {
@@ -322,7 +359,8 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     }
     this.setState('open');
     this.emit('session', welcome);
-    for (const item of [...this.outbox.pending()]) {
+    // a copy: without acks, what is sent leaves the outbox
+    for (const item of Array.from(this.outbox.pending())) {
       if (ws !== this.ws) return;
       this.transmit(item);
     }
@@ -330,15 +368,25 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     if (ping) this.watch(ws, ping.interval);
   }
 
-  private answered(id: string, kind: string, payload: string | Uint8Array): void {
+  private answered(
+    id: string,
+    kind: string,
+    payload: string | Uint8Array,
+  ): void {
     const pending = this.requests.get(id);
     if (!pending) return;
     this.requests.delete(id);
     clearTimeout(pending.timer);
     this.outbox.remove(pending.item);
-    if (kind === Frame.Reply) return pending.resolve(new ClientMessage(payload));
+    if (kind === Frame.Reply)
+      return pending.resolve(new ClientMessage(payload));
     const failure = parseJson<RequestFailure>(payload);
-    pending.reject(new RequestError(failure?.status ?? 500, failure?.message ?? 'Request failed'));
+    pending.reject(
+      new RequestError(
+        failure?.status ?? 500,
+        failure?.message ?? 'Request failed',
+      ),
+    );
   }
 
   private deliver(message: ClientMessage): void {
@@ -358,7 +406,8 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     this.unacked = 0;
-    if (this.ws?.readyState === OPEN) this.ws.send(header(Frame.Ack, this.received));
+    if (this.ws?.readyState === OPEN)
+      this.ws.send(header(Frame.Ack, this.received));
   }
 
   /** Heard from the server: no ping is due until `interval` from now. */
@@ -405,8 +454,15 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     clearTimeout(this.pingTimer);
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
-    const { stopOn = [1008, 1003, [4400, 4499]], retryOn = [1001, 1006, [1011, 1014]] } = this.options;
-    if (matches(code, stopOn) || !matches(code, retryOn) || this.options.reconnect === false) {
+    const {
+      stopOn = [1008, 1003, [4400, 4499]],
+      retryOn = [1001, 1006, [1011, 1014]],
+    } = this.options;
+    if (
+      matches(code, stopOn) ||
+      !matches(code, retryOn) ||
+      this.options.reconnect === false
+    ) {
       return this.stop(code, reason);
     }
     this.retry();
@@ -415,21 +471,35 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   private retry(): void {
     if (this.phase === 'closed') return;
     const backoff = this.options.reconnect || {};
-    if (this.attempt >= (backoff.retries ?? Infinity)) return this.stop(1006, 'Gave up reconnecting');
+    if (this.attempt >= (backoff.retries ?? Infinity))
+      return this.stop(1006, 'Gave up reconnecting');
     this.setState(this.welcome || this.attempt ? 'reconnecting' : 'connecting');
-    this.timer = setTimeout(() => void this.open(), backoffDelay(this.attempt++, backoff));
+    this.timer = setTimeout(
+      () => void this.open(),
+      backoffDelay(this.attempt++, backoff),
+    );
   }
 
   private stop(code: number, reason: string): void {
-    for (const timer of [this.timer, this.deadline, this.pingTimer, this.ackTimer]) clearTimeout(timer);
-    (globalThis as { removeEventListener?: Function }).removeEventListener?.('online', this.online);
+    for (const timer of [
+      this.timer,
+      this.deadline,
+      this.pingTimer,
+      this.ackTimer,
+    ])
+      clearTimeout(timer);
+    (globalThis as { removeEventListener?: Function }).removeEventListener?.(
+      'online',
+      this.online,
+    );
     this.setState('closed');
     for (const pending of this.requests.values()) {
       clearTimeout(pending.timer);
       pending.reject(new RequestError(503, `The client is closed (${code}).`));
     }
     this.requests.clear();
-    for (const reader of this.readers.splice(0)) reader({ value: undefined, done: true });
+    for (const reader of this.readers.splice(0))
+      reader({ value: undefined, done: true });
     this.emit('close', { code, reason });
   }
 
@@ -439,7 +509,10 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     this.emit('state', state);
   }
 
-  private emit<K extends keyof ClientEvents>(event: K, value: ClientEvents[K]): void {
+  private emit<K extends keyof ClientEvents>(
+    event: K,
+    value: ClientEvents[K],
+  ): void {
     for (const listener of this.listeners.get(event) ?? []) {
       try {
         (listener as Listener<ClientEvents[K]>)(value);
@@ -465,9 +538,11 @@ export function connect(url: string, options?: ConnectOptions): WsClient {
 function encode(data: unknown): string | Uint8Array {
   if (typeof data === 'string') return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (ArrayBuffer.isView(data))
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const json = JSON.stringify(data) as string | undefined;
-  if (json === undefined) throw new TypeError('Cannot send a value with no JSON form.');
+  if (json === undefined)
+    throw new TypeError('Cannot send a value with no JSON form.');
   return json;
 }
 
@@ -506,6 +581,10 @@ function withParam(url: string, name: string, value: string): string {
 }
 
 function requestId(): string {
-  const crypto = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
-  return crypto?.randomUUID?.() ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  const crypto = (globalThis as { crypto?: { randomUUID?: () => string } })
+    .crypto;
+  return (
+    crypto?.randomUUID?.() ??
+    `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`
+  );
 }

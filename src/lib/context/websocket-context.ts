@@ -426,9 +426,17 @@ export class WebSocketContext<
     this.abort(reason);
   }
 
+  /**
+   * The session is over: closed, and its handler settled. Requests it claimed and did not answer
+   * are let go, so that a retry is processed; a reply made until now was kept for it.
+   * @internal
+   */
+  released(): void {
+    this.requests?.release();
+  }
+
   /** @internal */
   transportClosed(disconnect: WebSocketDisconnect): void {
-    this.requests?.release();
     this.abort(disconnect);
     this.resolveClosed?.();
   }

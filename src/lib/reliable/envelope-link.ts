@@ -127,7 +127,12 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
    * Takes a connection: says welcome (with a new resume token), forgets what the client says it
    * has (`clientAck`) and sends the rest of what it has not acked again, in order.
    */
-  attach(ws: WebSocket, socket: Duplex, clientAck: number, resumed: boolean): void {
+  attach(
+    ws: WebSocket,
+    socket: Duplex,
+    clientAck: number,
+    resumed: boolean,
+  ): void {
     const previous = this.transport;
     if (previous) {
       // a client that resumes has given up on the old connection, whether or not we noticed
@@ -327,7 +332,10 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
   }
 
   /** A connection closed; only the current one's close is the session's news. @internal */
-  transportClosed(transport: WsTransport, disconnect: WebSocketDisconnect): void {
+  transportClosed(
+    transport: WsTransport,
+    disconnect: WebSocketDisconnect,
+  ): void {
     if (transport !== this.transport) return;
     this.transport = undefined;
     this.dropped(disconnect);
@@ -339,11 +347,7 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
    */
   private dropped(disconnect: WebSocketDisconnect): void {
     const { reliable } = this.envelope;
-    if (
-      !reliable ||
-      this.closing ||
-      disconnect.code !== CloseCode.Abnormal
-    ) {
+    if (!reliable || this.closing || disconnect.code !== CloseCode.Abnormal) {
       return this.finish(disconnect);
     }
     clearTimeout(this.ackTimer);

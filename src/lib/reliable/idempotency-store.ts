@@ -35,4 +35,6 @@ export interface IdempotencyStore {
    * expires, or after `timeout` ms.
    */
   wait(key: string, timeout: number): Promise<StoredReply | undefined>;
+  /** Lets go of what it holds (connections it made); the module calls it at shutdown. */
+  close?(): Promise<void>;
 }

@@ -56,10 +56,13 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     const entry = this.entries.get(key);
     if (!entry || entry.reply) return Promise.resolve(entry?.reply);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        entry.waiters?.splice(entry.waiters.indexOf(wake), 1);
-        resolve(undefined);
-      }, Math.max(0, Math.min(timeout, entry.expires - Date.now())));
+      const timer = setTimeout(
+        () => {
+          entry.waiters?.splice(entry.waiters.indexOf(wake), 1);
+          resolve(undefined);
+        },
+        Math.max(0, Math.min(timeout, entry.expires - Date.now())),
+      );
       const wake = (reply: StoredReply | undefined) => {
         clearTimeout(timer);
         resolve(reply);

@@ -61,6 +61,7 @@ export class SessionRegistry implements SessionIndex {
 
   /** Forgets a session whose connection has closed and whose handler has settled. */
   release(context: WebSocketContext): void {
+    context.released();
     this.sessions.delete(context);
     if (context.knownId) this.byId.delete(context.knownId);
   }

@@ -4,6 +4,7 @@ import {
   HttpException,
   Inject,
   Injectable,
+  OnApplicationShutdown,
   ServiceUnavailableException,
 } from '@nestjs/common';
 import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
@@ -21,6 +22,7 @@ import { describeError, isInstance } from '../errors/describe-error';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import type { WebSocketMessage } from '../context/websocket-message';
 import {
+  REQUEST_STORE_FAILED,
   USER_ID_FAILED,
   FILTER_FAILED,
   FILTER_UNSETTLED,
@@ -62,7 +64,7 @@ type SessionErrorHandler = (
  * settles, and turns an error into a close code through one failure path that cannot throw.
  */
 @Injectable()
-export class SessionRunner {
+export class SessionRunner implements OnApplicationShutdown {
   private readonly logger = new SafeLogger(SessionRunner.name);
 
   private readonly store: IdempotencyStore;
@@ -73,6 +75,15 @@ export class SessionRunner {
     @Inject(WS_ENDPOINTS_OPTIONS) options: WsEndpointsModuleOptions,
   ) {
     this.store = options.idempotencyStore ?? new MemoryIdempotencyStore();
+  }
+
+  /** The store lets go of the connections it made. */
+  async onApplicationShutdown(): Promise<void> {
+    try {
+      await this.store.close?.();
+    } catch (error) {
+      this.logger.error(REQUEST_STORE_FAILED, describeError(error));
+    }
   }
 
   /**

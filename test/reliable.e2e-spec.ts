@@ -1,0 +1,206 @@
+import { Controller, INestApplication } from '@nestjs/common';
+import fc from 'fast-check';
+import WebSocket from 'ws';
+import {
+  Socket,
+  WebSocketContext,
+  Ws,
+  WsEndpointsModule,
+} from 'nestjs-ws-endpoints';
+import {
+  connect,
+  type ConnectOptions,
+  type WsClient,
+} from 'nestjs-ws-endpoints/client';
+import { Deferred } from './utils/deferred';
+import { FaultProxy, type ScheduledCut } from './utils/fault-proxy';
+import { platforms, startApp, TestApp } from './utils/test-app';
+import { until } from './utils/until';
+import { within } from './utils/within';
+
+/** Messages each way in one run. */
+const N = 1000;
+const RUNS = Number(process.env.FAULT_RUNS ?? 6);
+// the seed is in the test's name; FAULT_SEED replays a run
+const SEED = process.env.FAULT_SEED
+  ? Number(process.env.FAULT_SEED)
+  : Math.floor(Math.random() * 2 ** 31);
+
+/** What each session's handler saw, in the order the sessions started. */
+const sessions: Array<{ got: string[]; done: Deferred }> = [];
+/** How often a request was processed, by its payload. */
+const processed = new Map<string, number>();
+/** Requests whose handler waits for the test before it replies. */
+const held = new Map<string, Deferred>();
+
+@Controller()
+class FaultController {
+  /** Sends N messages while it reads N: both ways at once, across every drop. */
+  @Ws('both', { reliable: { resumeWindow: 10_000 }, heartbeat: false })
+  async both(@Socket() socket: WebSocketContext) {
+    const session = { got: [] as string[], done: new Deferred() };
+    sessions.push(session);
+    const sending = (async () => {
+      for (let i = 1; i <= N; i++) await socket.send(`s${i}`);
+    })();
+    for await (const message of socket) {
+      session.got.push(message.text);
+      if (session.got.length === N) break;
+    }
+    await sending;
+    session.done.resolve();
+    await socket.closed;
+  }
+
+  @Ws('work', { reliable: true, heartbeat: false })
+  async reliableWork(@Socket() socket: WebSocketContext) {
+    await work(socket);
+  }
+
+  @Ws('plain-work', { requests: true, heartbeat: false })
+  async plainWork(@Socket() socket: WebSocketContext) {
+    await work(socket);
+  }
+}
+
+/** Answers each request with its payload, once the test lets it go when it is held. */
+async function work(socket: WebSocketContext) {
+  for await (const message of socket) {
+    if (!message.id) continue;
+    processed.set(message.text, (processed.get(message.text) ?? 0) + 1);
+    await held.get(message.text)?.promise;
+    await socket.reply(message, `done ${message.text}`).catch(() => undefined);
+  }
+}
+
+const fast: ConnectOptions = {
+  WebSocket: WebSocket as never,
+  reconnect: { initialDelay: 5, maxDelay: 20 },
+  queue: { messages: 2 * N },
+};
+
+/** Collects what a client receives, from the moment it is made. */
+function collect(client: WsClient): string[] {
+  const got: string[] = [];
+  client.on('message', (message) => got.push(message.text));
+  return got;
+}
+
+const numbered = (prefix: string) =>
+  Array.from({ length: N }, (_, i) => `${prefix}${i + 1}`);
+
+describe.each(platforms)('reliable mode through faults (%s)', (platform) => {
+  let t: TestApp;
+  let app: INestApplication;
+  let proxy: FaultProxy;
+  const clients: WsClient[] = [];
+
+  beforeAll(async () => {
+    t = await startApp(
+      {
+        imports: [WsEndpointsModule.forRoot({})],
+        controllers: [FaultController],
+      },
+      undefined,
+      platform,
+    );
+    app = t.app;
+  });
+
+  beforeEach(async () => {
+    sessions.length = 0;
+    processed.clear();
+    held.clear();
+    const { port } = new URL(await app.getUrl());
+    proxy = await FaultProxy.start({ port: Number(port) });
+  });
+
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.close();
+    await proxy.close();
+  });
+
+  afterAll(() => app.close());
+
+  function client(path: string, options: ConnectOptions = {}): WsClient {
+    const made = connect(proxy.url(path), { ...fast, ...options });
+    clients.push(made);
+    return made;
+  }
+
+  // a cut every 20–80 messages or so: a frame here is some 10–20 bytes each way
+  const cut = fc.record({
+    direction: fc.constantFrom<'up' | 'down'>('up', 'down'),
+    bytes: fc.integer({ min: 300, max: 1600 }),
+  });
+
+  it(`delivers ${N} messages each way once, in order, to one session, while the connection is cut (seed ${SEED})`, async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(cut, { minLength: 5, maxLength: 30 }),
+        async (cuts: ScheduledCut[]) => {
+          sessions.length = 0;
+          proxy.schedule(cuts);
+          const accepted = proxy.accepted;
+          const peer = client('/both');
+          const got = collect(peer);
+          for (const text of numbered('c')) peer.send(text);
+          await within(
+            until(
+              () => got.length >= N && sessions[0]?.got.length >= N,
+              'all delivered',
+              10_000,
+            ),
+            12_000,
+            () =>
+              `client got ${got.length}, server got ${sessions[0]?.got.length}`,
+          );
+          await sessions[0].done.promise;
+          expect(got).toEqual(numbered('s'));
+          expect(sessions[0].got).toEqual(numbered('c'));
+          expect(sessions).toHaveLength(1);
+          // the cuts did happen: the session lived on several connections
+          expect(proxy.accepted - accepted).toBeGreaterThan(1);
+          peer.close();
+        },
+      ),
+      { numRuns: RUNS, seed: SEED, endOnFailure: true },
+    );
+  }, 120_000);
+
+  it.each(['work', 'plain-work'])(
+    'answers a request whose reply was lost once, processed once (/%s)',
+    async (path) => {
+      const gate = new Deferred();
+      held.set('order-1', gate);
+      const peer = client(`/${path}`);
+      const reply = peer.request('order-1', { timeout: 10_000 });
+      await until(
+        () => processed.get('order-1') === 1,
+        'the request is processed',
+      );
+      // the reply is lost with the connection: the client retries on a new one
+      proxy.cutAll();
+      gate.resolve();
+      expect((await reply).text).toBe('done order-1');
+      expect(processed.get('order-1')).toBe(1);
+      expect(proxy.accepted).toBeGreaterThan(1);
+    },
+  );
+
+  it('notices a half-open connection by its ping, and resumes on a new one', async () => {
+    const peer = client('/both', { ping: { interval: 100, timeout: 100 } });
+    const states: string[] = [];
+    peer.on('state', (state) => states.push(state));
+    const resumed = new Deferred<boolean>();
+    peer.on('session', (welcome) => welcome.resumed && resumed.resolve(true));
+    await until(
+      () => sessions.length === 1 && peer.state === 'open',
+      'the session opens',
+    );
+    proxy.blackhole();
+    expect(await within(resumed.promise, 10_000, 'a resume')).toBe(true);
+    expect(states).toEqual(['open', 'reconnecting', 'open']);
+    expect(sessions).toHaveLength(1);
+  });
+});
