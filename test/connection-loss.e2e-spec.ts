@@ -125,6 +125,33 @@ describe('when an instance restarts or crashes', () => {
   );
 });
 
+describe('when an instance restarts', () => {
+  const instances: Instance[] = [];
+  let peer: WsClient | undefined;
+
+  afterEach(async () => {
+    peer?.close();
+    await Promise.all(instances.splice(0).map((i) => i.stop('SIGKILL')));
+  });
+
+  it('acks what it got before it says goodbye, so the client does not send it again', async () => {
+    const prefix = `test:${randomUUID()}:`;
+    const first = await Instance.start(0, prefix);
+    instances.push(first);
+    peer = connect(`ws://127.0.0.1:${first.port}/work`, options);
+    const { got } = observe(peer);
+    peer.send('x');
+    await until(() => got.length === 1, 'the echo');
+    // well within the 100 ms after which the ack would go anyway
+    await first.stop('SIGTERM');
+    const second = await Instance.start(first.port, prefix);
+    instances.push(second);
+    peer.send('y');
+    await until(() => got.length === 2, 'the echo from the new instance');
+    expect(got).toEqual([`${first.pid} got x`, `${second.pid} got y`]);
+  });
+});
+
 /** A redis-server of this suite's own, on a free port, which a test can stop and start again. */
 class PrivateRedis {
   private process?: ChildProcess;

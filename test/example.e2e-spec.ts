@@ -41,9 +41,19 @@ describe('the example application', () => {
     const response = await fetch(`http://127.0.0.1:${port}/`);
     expect(response.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await response.text();
-    expect(html).toContain('/socket/handle');
+    expect(html).toContain('/socket/reliable');
+    expect(html).toContain("from '/client.js'");
     expect(html).toContain('<div id="status"');
     expect(html).toContain('<button id="send-bytes"');
+  });
+
+  it('serves the client as one ES module at GET /client.js', async () => {
+    const { port } = app.getHttpServer().address() as AddressInfo;
+    const response = await fetch(`http://127.0.0.1:${port}/client.js`);
+    expect(response.headers.get('content-type')).toMatch(/^text\/javascript/);
+    const code = await response.text();
+    expect(code).toMatch(/export\s*\{[^}]*\bconnect\b/);
+    expect(code).not.toMatch(/\brequire\(|^import /m);
   });
 
   it('closes its sessions with 1001 when the app shuts down', async () => {

@@ -138,6 +138,10 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   private readonly online = () => {
     if (this.phase === 'reconnecting' && !this.ws) void this.open();
   };
+  /** The browser says it lost the network: an open socket may be dead, so ask it now. */
+  private readonly offline = () => {
+    if (this.ws && this.welcome && !this.pinged) this.ping(this.ws);
+  };
 
   constructor(
     private readonly url: string,
@@ -426,13 +430,20 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     clearTimeout(this.pingTimer);
     this.pingTimer = setTimeout(() => {
       if (ws !== this.ws) return;
+      if (this.pinged) return this.drop(ws);
       const idle = Date.now() - this.lastHeard;
       if (idle < ping.interval) return this.watch(ws, ping.interval - idle);
-      if (this.pinged) return this.drop(ws);
-      this.pinged = true;
-      ws.send(header(Frame.Ping));
-      this.watch(ws, ping.timeout);
+      this.ping(ws);
     }, delay);
+  }
+
+  /** Pings now; without a frame from the server within `timeout`, the connection is replaced. */
+  private ping(ws: WebSocketLike): void {
+    const ping = this.options.ping ?? { interval: 15_000, timeout: 5_000 };
+    if (!ping || ws.readyState !== OPEN) return;
+    this.pinged = true;
+    ws.send(header(Frame.Ping));
+    this.watch(ws, ping.timeout);
   }
 
   /** Gives a connection up (dead, or saying what we cannot read) and tries again. */

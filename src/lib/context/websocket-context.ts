@@ -408,7 +408,10 @@ export class WebSocketContext<
     return this.closed;
   }
 
-  /** Drops the connection without a close handshake. */
+  /**
+   * Drops the connection without a close handshake. In reliable mode this ends the session too:
+   * the client cannot resume it.
+   */
   terminate(): void {
     this.transport.terminate();
   }

@@ -220,6 +220,9 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
   close(code: number, reason: string): void {
     if (this.ended) return;
     this.closing ??= disconnectOf(code, reason);
+    // what the client sent is acked first: a client that goes on in a new session (after a
+    // restart) then sends again only what we did not get
+    if (this.unacked && this.transport) this.sendAck();
     if (this.transport) this.transport.close(code, reason);
     else this.finish(disconnectOf(code, reason));
   }
