@@ -32,6 +32,8 @@ const sessions: Array<{ got: string[]; done: Deferred }> = [];
 const processed = new Map<string, number>();
 /** Requests whose handler waits for the test before it replies. */
 const held = new Map<string, Deferred>();
+/** How many sends of the small-buffer handler have resolved. */
+const sent = { count: 0, go: new Deferred() };
 
 @Controller()
 class FaultController {
@@ -49,6 +51,18 @@ class FaultController {
     }
     await sending;
     session.done.resolve();
+    await socket.closed;
+  }
+
+  /** Sends 100 messages of 100 bytes, counting the sends that resolved, through a 1 KiB replay buffer. */
+  @Ws('small-buffer', { reliable: { replayBuffer: 1024 }, heartbeat: false })
+  async smallBuffer(@Socket() socket: WebSocketContext) {
+    sent.count = 0;
+    await sent.go.promise;
+    for (let i = 1; i <= 100; i++) {
+      await socket.send(`${i}`.padStart(100, '.'));
+      sent.count = i;
+    }
     await socket.closed;
   }
 
@@ -187,6 +201,33 @@ describe.each(platforms)('reliable mode through faults (%s)', (platform) => {
       expect(proxy.accepted).toBeGreaterThan(1);
     },
   );
+
+  it('keeps what it sends while the client is away up to replayBuffer, then send() waits until the client is back', async () => {
+    sent.go = new Deferred();
+    const peer = client('/small-buffer');
+    const got = collect(peer);
+    await until(() => peer.state === 'open', 'the session opens');
+    proxy.refuse();
+    proxy.cutAll();
+    await until(
+      () => peer.state === 'reconnecting',
+      'the client sees the drop',
+    );
+    sent.go.resolve();
+    // sends that find room resolve at once, with no connection: let them all run
+    await new Promise(setImmediate);
+    // 1 KiB holds 9 frames of some 105 bytes; the 10th crosses the bound: it is kept, and its
+    // send() waits for acks
+    expect(sent.count).toBe(9);
+    proxy.allow();
+    await until(
+      () => got.length === 100 && sent.count === 100,
+      'every message, after the resume',
+    );
+    expect(got).toEqual(
+      Array.from({ length: 100 }, (_, i) => `${i + 1}`.padStart(100, '.')),
+    );
+  });
 
   it('notices a half-open connection by its ping, and resumes on a new one', async () => {
     const peer = client('/both', { ping: { interval: 100, timeout: 100 } });
