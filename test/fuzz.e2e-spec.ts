@@ -23,15 +23,14 @@ import {
 } from './utils/frames';
 import { upgradeRequest } from './utils/raw-http';
 import { ModelMessage, ModelOutcome, modelServer } from './utils/rfc6455-model';
+import { propertySeed } from './utils/seed';
 import { platforms, startApp } from './utils/test-app';
 
 const MAX_PAYLOAD = 1024;
 /** Sequences per platform, each on a connection of its own. */
 const RUNS = Number(process.env.FUZZ_RUNS ?? 1500);
 // the seed is in the test's name; FUZZ_SEED and FUZZ_PATH (printed with a counterexample) replay a run
-const SEED = process.env.FUZZ_SEED
-  ? Number(process.env.FUZZ_SEED)
-  : Math.floor(Math.random() * 2 ** 31);
+const SEED = propertySeed('FUZZ_SEED');
 const PATH = process.env.FUZZ_PATH;
 /** ms to wait for an event before the run fails. */
 const WAIT = 3000;

@@ -14,6 +14,7 @@ import {
 } from 'nestjs-ws-endpoints/client';
 import { Deferred } from './utils/deferred';
 import { FaultProxy, type ScheduledCut } from './utils/fault-proxy';
+import { propertySeed } from './utils/seed';
 import { platforms, startApp, TestApp } from './utils/test-app';
 import { until } from './utils/until';
 import { within } from './utils/within';
@@ -22,9 +23,7 @@ import { within } from './utils/within';
 const N = 1000;
 const RUNS = Number(process.env.FAULT_RUNS ?? 6);
 // the seed is in the test's name; FAULT_SEED replays a run
-const SEED = process.env.FAULT_SEED
-  ? Number(process.env.FAULT_SEED)
-  : Math.floor(Math.random() * 2 ** 31);
+const SEED = propertySeed('FAULT_SEED');
 
 /** What each session's handler saw, in the order the sessions started. */
 const sessions: Array<{ got: string[]; done: Deferred }> = [];

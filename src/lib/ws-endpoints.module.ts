@@ -27,6 +27,7 @@ import {
 } from './messages';
 import { SessionRegistry } from './session/session-registry';
 import { ResumableSessionRegistry } from './reliable/resumable-session-registry';
+import { EnvelopeEndpoints } from './reliable/envelope-endpoints';
 import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
 import {
@@ -57,6 +58,7 @@ import {
     SessionRunner,
     SessionRegistry,
     ResumableSessionRegistry,
+    EnvelopeEndpoints,
     WebSocketSessions,
   ],
   exports: [WebSocketSessions],

@@ -178,10 +178,13 @@ export class WebSocketContext<
     return (this.queryParams ??= this.request.query ?? {});
   }
 
-  /** A unique id of this session; `WebSocketSessions.get(id)` finds it. */
+  /**
+   * A unique id of this session; `WebSocketSessions.get(id)` finds it. A UUID, or on a
+   * `reliable` or `requests` endpoint the session id its client is told (`client.session`).
+   */
   get id(): string {
     if (!this.uuid) {
-      this.uuid = randomUUID();
+      this.uuid = this.link?.id ?? randomUUID();
       this.settings.sessions?.index(this, this.uuid);
     }
     return this.uuid;

@@ -83,9 +83,7 @@ export function failureFor(error: unknown): {
       const { status, message } = errorFrameFor(error).error;
       return {
         status,
-        message: Array.isArray(message)
-          ? message.map(String)
-          : String(message),
+        message: Array.isArray(message) ? message.map(String) : String(message),
       };
     }
   } catch {

@@ -2,9 +2,7 @@ import {
   ArgumentsHost,
   BadRequestException,
   HttpException,
-  Inject,
   Injectable,
-  OnApplicationShutdown,
   ServiceUnavailableException,
 } from '@nestjs/common';
 import type { ExceptionFilterMetadata } from '@nestjs/common/interfaces/exceptions/exception-filter-metadata.interface';
@@ -22,8 +20,6 @@ import { describeError, isInstance } from '../errors/describe-error';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
 import type { WebSocketMessage } from '../context/websocket-message';
 import {
-  REQUEST_STORE_FAILED,
-  USER_ID_FAILED,
   FILTER_FAILED,
   FILTER_UNSETTLED,
   HANDLER_FAILED,
@@ -36,13 +32,10 @@ import { closeForError, errorFrameFor } from './close-for-error';
 import { sendResult } from './handler-result';
 import { SessionRegistry } from './session-registry';
 import { SOCKET_ARGUMENT } from '../constants';
-import type { WsEndpointsModuleOptions } from '../interfaces/ws-endpoint-options.interface';
-import { ACK_PARAM, RESUME_PARAM } from '../protocol/envelope';
-import type { IdempotencyStore } from '../reliable/idempotency-store';
-import { MemoryIdempotencyStore } from '../reliable/memory-idempotency-store';
-import { ResumableSessionRegistry } from '../reliable/resumable-session-registry';
-import type { SessionEnvelope } from '../context/websocket-context';
-import { WS_ENDPOINTS_OPTIONS } from '../ws-endpoints.module-definition';
+import {
+  EnvelopeEndpoints,
+  resumeRequestOf,
+} from '../reliable/envelope-endpoints';
 
 /** What the runner needs of one endpoint, built once at bootstrap. */
 export interface SessionEndpoint {
@@ -64,27 +57,13 @@ type SessionErrorHandler = (
  * settles, and turns an error into a close code through one failure path that cannot throw.
  */
 @Injectable()
-export class SessionRunner implements OnApplicationShutdown {
+export class SessionRunner {
   private readonly logger = new SafeLogger(SessionRunner.name);
-
-  private readonly store: IdempotencyStore;
 
   constructor(
     private readonly registry: SessionRegistry,
-    private readonly resumable: ResumableSessionRegistry,
-    @Inject(WS_ENDPOINTS_OPTIONS) options: WsEndpointsModuleOptions,
-  ) {
-    this.store = options.idempotencyStore ?? new MemoryIdempotencyStore();
-  }
-
-  /** The store lets go of the connections it made. */
-  async onApplicationShutdown(): Promise<void> {
-    try {
-      await this.store.close?.();
-    } catch (error) {
-      this.logger.error(REQUEST_STORE_FAILED, describeError(error));
-    }
-  }
+    private readonly envelopes: EnvelopeEndpoints,
+  ) {}
 
   /**
    * Completes the handshake and runs the handler. Without `detach`, resolves when the session
@@ -110,13 +89,9 @@ export class SessionRunner implements OnApplicationShutdown {
       options.rejectUnknownProtocols,
     );
     const { envelope } = endpoint.settings;
-    const resume = envelope?.reliable && resumeOf(upgrade.request.url);
+    const resume = envelope?.reliable && resumeRequestOf(upgrade.request);
     if (resume && envelope) {
-      const link = this.resumable.find(
-        resume.token,
-        envelope.endpoint,
-        envelope.userId(upgrade.routed?.user),
-      );
+      const link = this.envelopes.find(resume, envelope, upgrade.routed?.user);
       if (link) {
         // the session goes on on this connection; its handler runs already
         return upgrade.accept(endpoint.server, (ws) =>
@@ -194,32 +169,9 @@ export class SessionRunner implements OnApplicationShutdown {
       heartbeat,
       parse,
       sessions: this.registry,
-      envelope: this.envelope(definition),
+      envelope: this.envelopes.settings(definition),
       onRejectedMessage: (socket, error, message) =>
         this.rejectMessage(definition, socket, error, message),
-    };
-  }
-
-  /** How the endpoint's sessions speak the envelope, when it has `reliable` or `requests`. */
-  private envelope({
-    name,
-    options,
-  }: WsEndpointDefinition): SessionEnvelope | undefined {
-    const { reliable, requests, userId } = options;
-    if (!requests) return undefined;
-    return {
-      endpoint: name,
-      requests: { store: this.store, window: requests.window },
-      reliable: reliable ? { ...reliable, sessions: this.resumable } : undefined,
-      userId: (user) => {
-        try {
-          const id = userId(user);
-          return id === undefined || id === null ? undefined : String(id);
-        } catch (error) {
-          this.logger.error(USER_ID_FAILED(name), describeError(error));
-          return undefined;
-        }
-      },
     };
   }
 
@@ -355,19 +307,6 @@ export class SessionRunner implements OnApplicationShutdown {
     if (message.id !== undefined) await context.replyError(message, error);
     else await context.send(frame);
   }
-}
-
-/** The resume token and ack of a connection that continues a reliable session, if it is one. */
-function resumeOf(
-  url = '',
-): { token: string; ack: number } | undefined {
-  const query = url.indexOf('?');
-  if (query < 0) return undefined;
-  const params = new URLSearchParams(url.slice(query + 1));
-  const token = params.get(RESUME_PARAM);
-  if (token === null) return undefined;
-  const ack = Number(params.get(ACK_PARAM));
-  return { token, ack: Number.isSafeInteger(ack) && ack > 0 ? ack : 0 };
 }
 
 /**
