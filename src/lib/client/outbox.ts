@@ -1,4 +1,4 @@
-import { Frame, type FrameKind, header } from '../protocol/envelope';
+import type { Frame } from '../protocol/envelope';
 
 /** A message the client has sent, or will send, that the server has not acked. */
 export interface Outgoing {
@@ -8,23 +8,6 @@ export interface Outgoing {
   /** The sequence number it went out with on the current session (reliable mode); 0 until sent. */
   seq: number;
   bytes: number;
-}
-
-const encoder = new TextEncoder();
-
-/** A frame: the header line, then the payload. */
-export function frameOf(
-  kind: string,
-  seq: number,
-  payload: string | Uint8Array,
-  id?: string,
-): string | Uint8Array {
-  const line = header(kind as FrameKind, seq, id);
-  if (typeof payload === 'string') return line + payload;
-  const frame = new Uint8Array(line.length + payload.length);
-  frame.set(encoder.encode(line));
-  frame.set(payload, line.length);
-  return frame;
 }
 
 /**

@@ -1,96 +1,33 @@
 import {
+  ACK_BYTES,
+  ACK_DELAY,
+  ACK_EVERY,
   ACK_PARAM,
   Frame,
   header,
-  MAX_HEADER,
   parseHeader,
   RESUME_PARAM,
-  type RequestFailure,
   type Welcome,
 } from '../protocol/envelope';
-import { backoffDelay, type BackoffOptions } from './backoff';
+import { backoffDelay } from './backoff';
 import { ClientMessage, RequestError } from './client-message';
-import { frameOf, Outbox, type Outgoing } from './outbox';
+import type {
+  ClientEvents,
+  ClientState,
+  CloseCodes,
+  ConnectOptions,
+  WebSocketConstructor,
+  WebSocketLike,
+} from './client-options';
+import { Emitter } from './emitter';
+import { encode, frameOf, parseJson, split } from './frames';
+import { Liveness } from './liveness';
+import { Outbox, type Outgoing } from './outbox';
+import { PendingRequests, requestId } from './pending-requests';
 
-/** What a `WebSocket` constructor must offer: the browser's, Node's global one, or `ws`'s. */
-export interface WebSocketLike {
-  binaryType: string;
-  readonly readyState: number;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-  send(data: string | Uint8Array): void;
-  close(code?: number, reason?: string): void;
-}
-
-export type WebSocketConstructor = new (
-  url: string,
-  protocols?: string | string[],
-) => WebSocketLike;
-
-/** Close codes, one by one or as `[first, last]` ranges. @publicApi */
-export type CloseCodes = Array<number | [number, number]>;
-
-/** Options of `connect()`. @publicApi */
-export interface ConnectOptions {
-  /** The `WebSocket` class; by default the global one (browsers, Node ≥ 22). */
-  WebSocket?: WebSocketConstructor;
-  /** Subprotocols to offer. */
-  protocols?: string | string[];
-  /**
-   * Called before every (re)connect; its result goes in the URL's `tokenParam` query parameter,
-   * so an expired token is replaced rather than sent again.
-   */
-  token?: () => string | undefined | Promise<string | undefined>;
-  /** @default 'token' */
-  tokenParam?: string;
-  /** Reconnection with exponential backoff and full jitter, or `false` for none. */
-  reconnect?: BackoffOptions | false;
-  /** ms a connection has to open and say welcome before it is dropped and tried again. @default 10000 */
-  connectTimeout?: number;
-  /**
-   * What waits to be delivered (sent while offline, or not acked yet in reliable mode) is
-   * bounded: past either bound `send()` and `request()` throw a `RangeError`, and nothing queued
-   * is dropped. @default { messages: 1000, bytes: 1048576 }
-   */
-  queue?: { messages?: number; bytes?: number };
-  /**
-   * Liveness: a ping every `interval` ms; no frame from the server within `timeout` ms after it
-   * means the connection is dead (a half-open one a browser cannot see), and it is replaced.
-   * @default { interval: 15000, timeout: 5000 }
-   */
-  ping?: { interval: number; timeout: number } | false;
-  /** Close codes after which the client does not reconnect. @default [1008, 1003, [4400, 4499]] */
-  stopOn?: CloseCodes;
-  /** Close codes after which it reconnects; any other ends it. @default [1001, 1006, [1011, 1014]] */
-  retryOn?: CloseCodes;
-}
-
-/** The client's states. @publicApi */
-export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
-
-interface ClientEvents {
-  message: ClientMessage;
-  state: ClientState;
-  /** Said by the server on each connection: whether the session was resumed, its id. */
-  session: Welcome;
-  /** The client stopped: its close code and reason. */
-  close: { code: number; reason: string };
-}
-
-type Listener<T> = (value: T) => void;
-
-interface PendingRequest {
-  item: Outgoing;
-  resolve(message: ClientMessage): void;
-  reject(error: Error): void;
-  timer?: ReturnType<typeof setTimeout>;
-}
-
-const ACK_EVERY = 32;
-const ACK_DELAY = 100;
 const OPEN = 1;
+const STOP_ON: CloseCodes = [1008, 1003, [4400, 4499]];
+const RETRY_ON: CloseCodes = [1001, 1006, [1011, 1014]];
 
 const matches = (code: number, codes: CloseCodes) =>
   codes.some((c) =>
@@ -107,46 +44,44 @@ const matches = (code: number, codes: CloseCodes) =>
  * const reply = await client.request({ item: 'book' }, { timeout: 5000 });
  * @publicApi
  */
-export class WsClient implements AsyncIterable<ClientMessage> {
+export class WsClient
+  extends Emitter<ClientEvents>
+  implements AsyncIterable<ClientMessage>
+{
   private phase: ClientState = 'connecting';
   private ws?: WebSocketLike;
   private welcome?: Welcome;
   private readonly outbox: Outbox;
-  private readonly requests = new Map<string, PendingRequest>();
-  private readonly listeners = new Map<
-    keyof ClientEvents,
-    Set<Listener<never>>
-  >();
+  private readonly requests = new PendingRequests();
+  private readonly liveness?: Liveness;
   /** Server messages no iterator has taken yet, and iterators waiting for one. */
   private readonly inbox: ClientMessage[] = [];
   private readonly readers: Array<
     (result: IteratorResult<ClientMessage>) => void
   > = [];
+  /** Whether an iterator reads the messages: only then are they kept for it. */
+  private iterating = false;
   private sent = 0;
   private received = 0;
   private unacked = 0;
+  private unackedBytes = 0;
   private attempt = 0;
-  private timer?: ReturnType<typeof setTimeout>;
+  private retryTimer?: ReturnType<typeof setTimeout>;
   private ackTimer?: ReturnType<typeof setTimeout>;
-  private pingTimer?: ReturnType<typeof setTimeout>;
-  private lastHeard = 0;
-  private pinged = false;
-  /** Whether an iterator reads the messages: only then are they kept for it. */
-  private iterating = false;
-  private deadline?: ReturnType<typeof setTimeout>;
+  private connectTimer?: ReturnType<typeof setTimeout>;
   private readonly Ctor: WebSocketConstructor;
+  /** The browser is back online: a waiting reconnection goes now. */
   private readonly online = () => {
     if (this.phase === 'reconnecting' && !this.ws) void this.open();
   };
-  /** The browser says it lost the network: an open socket may be dead, so ask it now. */
-  private readonly offline = () => {
-    if (this.ws && this.welcome && !this.pinged) this.ping(this.ws);
-  };
+  /** The browser went offline: an open socket may be dead, so it is asked now. */
+  private readonly offline = () => this.liveness?.check();
 
   constructor(
     private readonly url: string,
     private readonly options: ConnectOptions = {},
   ) {
+    super();
     const { messages = 1000, bytes = 1 << 20 } = options.queue ?? {};
     this.outbox = new Outbox(messages, bytes);
     this.Ctor =
@@ -157,10 +92,18 @@ export class WsClient implements AsyncIterable<ClientMessage> {
         "No WebSocket class: pass options.WebSocket (ws's class in Node < 22).",
       );
     }
-    (globalThis as { addEventListener?: Function }).addEventListener?.(
-      'online',
-      this.online,
-    );
+    const { ping = { interval: 15_000, timeout: 5_000 } } = options;
+    if (ping) {
+      this.liveness = new Liveness(
+        ping.interval,
+        ping.timeout,
+        () => this.ws?.readyState === OPEN && this.ws.send(header(Frame.Ping)),
+        () => this.ws && this.drop(this.ws),
+      );
+    }
+    const global = globalThis as { addEventListener?: Function };
+    global.addEventListener?.('online', this.online);
+    global.addEventListener?.('offline', this.offline);
     void this.open();
   }
 
@@ -168,7 +111,7 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     return this.phase;
   }
 
-  /** The current session's id, once the server said welcome. */
+  /** The current session's id (the server's `socket.id`), once the server said welcome. */
   get session(): string | undefined {
     return this.welcome?.session;
   }
@@ -176,17 +119,6 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   /** Messages waiting to be delivered: sent offline, or not acked yet. */
   get queued(): number {
     return this.outbox.length;
-  }
-
-  /** Listens to an event; returns what stops listening. */
-  on<K extends keyof ClientEvents>(
-    event: K,
-    listener: Listener<ClientEvents[K]>,
-  ): () => void {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
-    set.add(listener);
-    return () => void set.delete(listener);
   }
 
   /**
@@ -208,16 +140,14 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     data: unknown,
     { timeout = 30_000 }: { timeout?: number } = {},
   ): Promise<ClientMessage> {
-    return new Promise((resolve, reject) => {
-      const id = requestId();
-      const item = this.enqueue(Frame.Request, data, id);
-      const pending: PendingRequest = { item, resolve, reject };
-      pending.timer = setTimeout(() => {
-        this.requests.delete(id);
-        reject(new RequestError(408, 'Request timed out'));
-      }, timeout);
-      this.requests.set(id, pending);
-    });
+    try {
+      return this.requests.add(
+        this.enqueue(Frame.Request, data, requestId()),
+        timeout,
+      );
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Closes the connection with `code` and stops; pending requests fail. */
@@ -253,7 +183,7 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   ): Outgoing {
     if (this.phase === 'closed') throw new Error('The client is closed.');
     const payload = encode(data);
-    const bytes = typeof payload === 'string' ? payload.length : payload.length;
+    const bytes = payload.length;
     if (!this.outbox.fits(bytes)) {
       throw new RangeError(
         'The client queue is full: wait until the connection is back.',
@@ -276,7 +206,7 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   }
 
   private async open(): Promise<void> {
-    clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
     this.setState(this.welcome || this.attempt ? 'reconnecting' : 'connecting');
     let url = this.url;
     try {
@@ -302,7 +232,7 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     }
     this.ws = ws;
     ws.binaryType = 'arraybuffer';
-    this.deadline = setTimeout(
+    this.connectTimer = setTimeout(
       () => this.drop(ws),
       this.options.connectTimeout ?? 10_000,
     );
@@ -314,11 +244,10 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   /** One frame from the server. */
   private frame(ws: WebSocketLike, data: unknown): void {
     if (ws !== this.ws) return;
-    this.alive();
+    this.liveness?.heard();
     const { line, payload } = split(data);
     const parsed = line === undefined ? undefined : parseHeader(line);
     if (!parsed) return this.drop(ws, 1002);
-    const reliable = this.welcome?.reliable;
     switch (parsed.kind) {
       case Frame.Welcome: {
         const welcome = parseJson<Welcome>(payload);
@@ -331,31 +260,58 @@ export class WsClient implements AsyncIterable<ClientMessage> {
       case Frame.Message:
       case Frame.Reply:
       case Frame.Failure:
-        if (reliable) {
-          if (parsed.seq <= this.received) return this.scheduleAck();
-          if (parsed.seq !== this.received + 1) return this.drop(ws, 1002);
-          this.received = parsed.seq;
-          this.scheduleAck();
+        if (this.welcome?.reliable && !this.inOrder(ws, parsed.seq, payload)) {
+          return;
         }
-        if (parsed.kind === Frame.Message)
+        if (parsed.kind === Frame.Message) {
           return this.deliver(new ClientMessage(payload));
-        return this.answered(parsed.id!, parsed.kind, payload);
+        }
+        // a request answered leaves the outbox, acked or not: it will not be sent again
+        this.settled(parsed.id!, parsed.kind, payload);
+        return;
     }
     this.drop(ws, 1002);
   }
 
+  private settled(
+    id: string,
+    kind: string,
+    payload: string | Uint8Array,
+  ): void {
+    const request = this.requests.settle(id, kind, payload);
+    if (request) this.outbox.remove(request);
+  }
+
+  /**
+   * Whether message `seq` is the next one: one we have is dropped (sent again after a drop), one
+   * beyond the next breaks the envelope.
+   */
+  private inOrder(
+    ws: WebSocketLike,
+    seq: number,
+    payload: string | Uint8Array,
+  ): boolean {
+    if (seq === this.received + 1) {
+      this.received = seq;
+      this.scheduleAck(payload.length);
+      return true;
+    }
+    if (seq <= this.received) this.scheduleAck(0);
+    else this.drop(ws, 1002);
+    return false;
+  }
+
   private welcomed(ws: WebSocketLike, welcome: Welcome): void {
-    clearTimeout(this.deadline);
-    const fresh = !welcome.resumed;
+    clearTimeout(this.connectTimer);
     this.welcome = welcome;
     this.attempt = 0;
-    if (fresh) {
+    if (!welcome.resumed) {
       // a new session: what the last one had not acked is sent again, renumbered; so are
       // requests still waiting for their reply, which the server recognizes by id
       this.sent = this.received = 0;
-      for (const request of this.requests.values()) {
-        if (!this.outbox.pending().includes(request.item))
-          this.outbox.push(request.item);
+      const queued = this.outbox.pending();
+      for (const item of this.requests.items()) {
+        if (!queued.includes(item)) this.outbox.push(item);
       }
       for (const item of this.outbox.pending()) item.seq = 0;
     } else {
@@ -368,29 +324,7 @@ export class WsClient implements AsyncIterable<ClientMessage> {
       if (ws !== this.ws) return;
       this.transmit(item);
     }
-    const ping = this.options.ping ?? { interval: 15_000 };
-    if (ping) this.watch(ws, ping.interval);
-  }
-
-  private answered(
-    id: string,
-    kind: string,
-    payload: string | Uint8Array,
-  ): void {
-    const pending = this.requests.get(id);
-    if (!pending) return;
-    this.requests.delete(id);
-    clearTimeout(pending.timer);
-    this.outbox.remove(pending.item);
-    if (kind === Frame.Reply)
-      return pending.resolve(new ClientMessage(payload));
-    const failure = parseJson<RequestFailure>(payload);
-    pending.reject(
-      new RequestError(
-        failure?.status ?? 500,
-        failure?.message ?? 'Request failed',
-      ),
-    );
+    this.liveness?.start();
   }
 
   private deliver(message: ClientMessage): void {
@@ -401,53 +335,24 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     else this.inbox.push(message);
   }
 
-  private scheduleAck(): void {
-    if (++this.unacked >= ACK_EVERY) return this.sendAck();
+  private scheduleAck(bytes: number): void {
+    this.unackedBytes += bytes;
+    if (++this.unacked >= ACK_EVERY || this.unackedBytes >= ACK_BYTES) {
+      return this.sendAck();
+    }
     this.ackTimer ??= setTimeout(() => this.sendAck(), ACK_DELAY);
   }
 
   private sendAck(): void {
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
-    this.unacked = 0;
+    this.unacked = this.unackedBytes = 0;
     if (this.ws?.readyState === OPEN)
       this.ws.send(header(Frame.Ack, this.received));
   }
 
-  /** Heard from the server: no ping is due until `interval` from now. */
-  private alive(): void {
-    this.lastHeard = Date.now();
-    this.pinged = false;
-  }
-
-  /**
-   * Liveness: after `interval` without a frame from the server, a ping; `timeout` more without
-   * one, and the connection is dropped and replaced. A dead one is noticed within their sum.
-   */
-  private watch(ws: WebSocketLike, delay: number): void {
-    const ping = this.options.ping ?? { interval: 15_000, timeout: 5_000 };
-    if (!ping) return;
-    clearTimeout(this.pingTimer);
-    this.pingTimer = setTimeout(() => {
-      if (ws !== this.ws) return;
-      if (this.pinged) return this.drop(ws);
-      const idle = Date.now() - this.lastHeard;
-      if (idle < ping.interval) return this.watch(ws, ping.interval - idle);
-      this.ping(ws);
-    }, delay);
-  }
-
-  /** Pings now; without a frame from the server within `timeout`, the connection is replaced. */
-  private ping(ws: WebSocketLike): void {
-    const ping = this.options.ping ?? { interval: 15_000, timeout: 5_000 };
-    if (!ping || ws.readyState !== OPEN) return;
-    this.pinged = true;
-    ws.send(header(Frame.Ping));
-    this.watch(ws, ping.timeout);
-  }
-
-  /** Gives a connection up (dead, or saying what we cannot read) and tries again. */
-  private drop(ws: WebSocketLike, code = 4000): void {
+  /** Gives a connection up (dead, or saying what we cannot read) and tries again, or stops. */
+  private drop(ws: WebSocketLike, code = 1006): void {
     if (ws !== this.ws) return;
     detach(ws);
     try {
@@ -455,24 +360,21 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     } catch {
       // closing a socket that never opened
     }
-    this.closed(ws, code === 1002 ? 1002 : 1006, '');
+    this.closed(ws, code, '');
   }
 
   private closed(ws: WebSocketLike, code: number, reason: string): void {
     if (ws !== this.ws) return;
     this.ws = undefined;
-    clearTimeout(this.deadline);
-    clearTimeout(this.pingTimer);
+    clearTimeout(this.connectTimer);
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
-    const {
-      stopOn = [1008, 1003, [4400, 4499]],
-      retryOn = [1001, 1006, [1011, 1014]],
-    } = this.options;
+    this.liveness?.stop();
+    const { stopOn = STOP_ON, retryOn = RETRY_ON, reconnect } = this.options;
     if (
       matches(code, stopOn) ||
       !matches(code, retryOn) ||
-      this.options.reconnect === false
+      reconnect === false
     ) {
       return this.stop(code, reason);
     }
@@ -482,35 +384,31 @@ export class WsClient implements AsyncIterable<ClientMessage> {
   private retry(): void {
     if (this.phase === 'closed') return;
     const backoff = this.options.reconnect || {};
-    if (this.attempt >= (backoff.retries ?? Infinity))
+    if (this.attempt >= (backoff.retries ?? Infinity)) {
       return this.stop(1006, 'Gave up reconnecting');
+    }
     this.setState(this.welcome || this.attempt ? 'reconnecting' : 'connecting');
-    this.timer = setTimeout(
+    this.retryTimer = setTimeout(
       () => void this.open(),
       backoffDelay(this.attempt++, backoff),
     );
   }
 
   private stop(code: number, reason: string): void {
-    for (const timer of [
-      this.timer,
-      this.deadline,
-      this.pingTimer,
-      this.ackTimer,
-    ])
+    for (const timer of [this.retryTimer, this.connectTimer, this.ackTimer]) {
       clearTimeout(timer);
-    (globalThis as { removeEventListener?: Function }).removeEventListener?.(
-      'online',
-      this.online,
-    );
-    this.setState('closed');
-    for (const pending of this.requests.values()) {
-      clearTimeout(pending.timer);
-      pending.reject(new RequestError(503, `The client is closed (${code}).`));
     }
-    this.requests.clear();
-    for (const reader of this.readers.splice(0))
+    this.liveness?.stop();
+    const global = globalThis as { removeEventListener?: Function };
+    global.removeEventListener?.('online', this.online);
+    global.removeEventListener?.('offline', this.offline);
+    this.setState('closed');
+    this.requests.failAll(
+      new RequestError(503, `The client is closed (${code}).`),
+    );
+    for (const reader of this.readers.splice(0)) {
       reader({ value: undefined, done: true });
+    }
     this.emit('close', { code, reason });
   }
 
@@ -518,22 +416,6 @@ export class WsClient implements AsyncIterable<ClientMessage> {
     if (this.phase === state || this.phase === 'closed') return;
     this.phase = state;
     this.emit('state', state);
-  }
-
-  private emit<K extends keyof ClientEvents>(
-    event: K,
-    value: ClientEvents[K],
-  ): void {
-    for (const listener of this.listeners.get(event) ?? []) {
-      try {
-        (listener as Listener<ClientEvents[K]>)(value);
-      } catch (error) {
-        // a listener's error is the app's, not the connection's
-        setTimeout(() => {
-          throw error;
-        });
-      }
-    }
   }
 }
 
@@ -546,56 +428,12 @@ export function connect(url: string, options?: ConnectOptions): WsClient {
   return new WsClient(url, options);
 }
 
-function encode(data: unknown): string | Uint8Array {
-  if (typeof data === 'string') return data;
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (ArrayBuffer.isView(data))
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const json = JSON.stringify(data) as string | undefined;
-  if (json === undefined)
-    throw new TypeError('Cannot send a value with no JSON form.');
-  return json;
-}
-
-/** A frame's header line and payload; no line when there is no `\n` where a header ends. */
-function split(data: unknown): { line?: string; payload: string | Uint8Array } {
-  if (typeof data === 'string') {
-    const newline = data.indexOf('\n');
-    if (newline < 0 || newline >= MAX_HEADER) return { payload: data };
-    return { line: data.slice(0, newline), payload: data.slice(newline + 1) };
-  }
-  const bytes = new Uint8Array(data as ArrayBuffer);
-  const newline = bytes.subarray(0, MAX_HEADER).indexOf(10);
-  if (newline < 0) return { payload: bytes };
-  return {
-    line: String.fromCharCode(...bytes.subarray(0, newline)),
-    payload: bytes.slice(newline + 1),
-  };
-}
-
-function parseJson<T>(payload: string | Uint8Array): T | undefined {
-  try {
-    return JSON.parse(new ClientMessage(payload).text) as T;
-  } catch {
-    return undefined;
-  }
+function withParam(url: string, name: string, value: string): string {
+  return `${url}${url.includes('?') ? '&' : '?'}${name}=${encodeURIComponent(value)}`;
 }
 
 /** Stops listening to a socket we let go; its late error is swallowed (ws throws one with no listener). */
 function detach(ws: WebSocketLike): void {
   ws.onclose = ws.onmessage = ws.onopen = null;
   ws.onerror = () => undefined;
-}
-
-function withParam(url: string, name: string, value: string): string {
-  return `${url}${url.includes('?') ? '&' : '?'}${name}=${encodeURIComponent(value)}`;
-}
-
-function requestId(): string {
-  const crypto = (globalThis as { crypto?: { randomUUID?: () => string } })
-    .crypto;
-  return (
-    crypto?.randomUUID?.() ??
-    `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`
-  );
 }

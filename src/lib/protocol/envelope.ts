@@ -120,3 +120,11 @@ function parseSeq(line: string, start: number, end: number): number {
 
 /** The longest header line there is, with its `\n`: what a reader looks through for the `\n`. */
 export const MAX_HEADER = 2 + 15 + 1 + 64 + 1;
+
+/**
+ * When a receiver acks (both sides do the same): after this many messages, or this many bytes,
+ * or this many ms after the first message it has not acked yet.
+ */
+export const ACK_EVERY = 32;
+export const ACK_BYTES = 32 * 1024;
+export const ACK_DELAY = 100;

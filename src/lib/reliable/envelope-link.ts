@@ -17,6 +17,9 @@ import {
   SOCKET_CLOSED,
 } from '../messages';
 import {
+  ACK_BYTES,
+  ACK_DELAY,
+  ACK_EVERY,
   Frame,
   type FrameKind,
   header,
@@ -49,11 +52,6 @@ export interface ResumableSessions {
   add(link: EnvelopeLink): void;
   remove(link: EnvelopeLink): void;
 }
-
-/** Acks are sent after this many messages or bytes, or this many ms after the first unacked one. */
-const ACK_EVERY = 32;
-const ACK_BYTES = 32 * 1024;
-const ACK_DELAY = 100;
 
 const PONG = header(Frame.Pong);
 const logger = new SafeLogger('EnvelopeLink');
