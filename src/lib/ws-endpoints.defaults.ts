@@ -28,7 +28,10 @@ export const ENDPOINT_DEFAULTS: ResolvedWsEndpointOptions = {
   userId: defaultUserId,
 };
 
-export const RELIABLE_DEFAULTS = { resumeWindow: 120_000, replayBuffer: 256 * KiB };
+export const RELIABLE_DEFAULTS = {
+  resumeWindow: 120_000,
+  replayBuffer: 256 * KiB,
+};
 export const REQUESTS_DEFAULTS = { window: 120_000 };
 
 /** A user's `id`, `sub` or `userId`, or the user itself when it is a string or a number. */
@@ -54,10 +57,8 @@ export function resolveEndpointOptions(
     handshakeTimeout: _handshake,
     ...moduleEndpointOptions
   } = moduleOptions;
-  const {
-    idempotencyStore: _store,
-    ...endpointDefaults
-  } = moduleEndpointOptions;
+  const { idempotencyStore: _store, ...endpointDefaults } =
+    moduleEndpointOptions;
   const given = {
     ...withoutUndefined(endpointDefaults),
     ...withoutUndefined(endpointOptions),

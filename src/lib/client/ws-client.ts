@@ -1,7 +1,5 @@
+import { AckSchedule } from '../protocol/ack-schedule';
 import {
-  ACK_BYTES,
-  ACK_DELAY,
-  ACK_EVERY,
   ACK_PARAM,
   Frame,
   header,
@@ -63,11 +61,13 @@ export class WsClient
   private iterating = false;
   private sent = 0;
   private received = 0;
-  private unacked = 0;
-  private unackedBytes = 0;
+  private readonly acks = new AckSchedule(() => {
+    if (this.ws?.readyState === OPEN) {
+      this.ws.send(header(Frame.Ack, this.received));
+    }
+  });
   private attempt = 0;
   private retryTimer?: ReturnType<typeof setTimeout>;
-  private ackTimer?: ReturnType<typeof setTimeout>;
   private connectTimer?: ReturnType<typeof setTimeout>;
   private readonly Ctor: WebSocketConstructor;
   /** The browser is back online: a waiting reconnection goes now. */
@@ -293,10 +293,10 @@ export class WsClient
   ): boolean {
     if (seq === this.received + 1) {
       this.received = seq;
-      this.scheduleAck(payload.length);
+      this.acks.received(payload.length);
       return true;
     }
-    if (seq <= this.received) this.scheduleAck(0);
+    if (seq <= this.received) this.acks.received(0);
     else this.drop(ws, 1002);
     return false;
   }
@@ -335,22 +335,6 @@ export class WsClient
     else this.inbox.push(message);
   }
 
-  private scheduleAck(bytes: number): void {
-    this.unackedBytes += bytes;
-    if (++this.unacked >= ACK_EVERY || this.unackedBytes >= ACK_BYTES) {
-      return this.sendAck();
-    }
-    this.ackTimer ??= setTimeout(() => this.sendAck(), ACK_DELAY);
-  }
-
-  private sendAck(): void {
-    clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
-    this.unacked = this.unackedBytes = 0;
-    if (this.ws?.readyState === OPEN)
-      this.ws.send(header(Frame.Ack, this.received));
-  }
-
   /** Gives a connection up (dead, or saying what we cannot read) and tries again, or stops. */
   private drop(ws: WebSocketLike, code = 1006): void {
     if (ws !== this.ws) return;
@@ -367,8 +351,7 @@ export class WsClient
     if (ws !== this.ws) return;
     this.ws = undefined;
     clearTimeout(this.connectTimer);
-    clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
+    this.acks.cancel();
     this.liveness?.stop();
     const { stopOn = STOP_ON, retryOn = RETRY_ON, reconnect } = this.options;
     if (
@@ -395,9 +378,9 @@ export class WsClient
   }
 
   private stop(code: number, reason: string): void {
-    for (const timer of [this.retryTimer, this.connectTimer, this.ackTimer]) {
-      clearTimeout(timer);
-    }
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.connectTimer);
+    this.acks.cancel();
     this.liveness?.stop();
     const global = globalThis as { removeEventListener?: Function };
     global.removeEventListener?.('online', this.online);

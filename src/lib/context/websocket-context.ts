@@ -12,10 +12,7 @@ import {
   type ReceiveOptions,
 } from '../transport/inbound-queue';
 import { TransportSettings, WsTransport } from '../transport/ws-transport';
-import {
-  EnvelopeLink,
-  type EnvelopeSettings,
-} from '../reliable/envelope-link';
+import { EnvelopeLink, type EnvelopeSettings } from '../reliable/envelope-link';
 import { Frame } from '../protocol/envelope';
 import {
   failure,

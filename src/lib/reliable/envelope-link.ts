@@ -16,10 +16,8 @@ import {
   SESSION_EXPIRED,
   SOCKET_CLOSED,
 } from '../messages';
+import { AckSchedule } from '../protocol/ack-schedule';
 import {
-  ACK_BYTES,
-  ACK_DELAY,
-  ACK_EVERY,
   Frame,
   type FrameKind,
   header,
@@ -81,9 +79,11 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
   private readonly replay?: ReplayBuffer;
   /** The last of the client's messages received in order. */
   private received = 0;
-  private unacked = 0;
-  private unackedBytes = 0;
-  private ackTimer?: NodeJS.Timeout;
+  private readonly acks = new AckSchedule(() => {
+    if (this.transport) {
+      this.write(this.transport, header(Frame.Ack, this.received));
+    }
+  });
   private expiry?: NodeJS.Timeout;
 
   constructor(
@@ -220,7 +220,7 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
     this.closing ??= disconnectOf(code, reason);
     // what the client sent is acked first: a client that goes on in a new session (after a
     // restart) then sends again only what we did not get
-    if (this.unacked && this.transport) this.sendAck();
+    if (this.acks.pending) this.acks.flush();
     if (this.transport) this.transport.close(code, reason);
     else this.finish(disconnectOf(code, reason));
   }
@@ -286,35 +286,16 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
       if (seq === 0) return true;
     } else if (seq === this.received + 1) {
       this.received = seq;
-      this.scheduleAck(bytes);
+      this.acks.received(bytes);
       return true;
     } else if (seq > 0 && seq <= this.received) {
-      this.scheduleAck(0);
+      this.acks.received(0);
       return false;
     }
     logger.debug(INVALID_ENVELOPE);
     this.end(CloseCode.ProtocolError, INVALID_ENVELOPE);
     return false;
   }
-
-  private scheduleAck(bytes: number): void {
-    this.unacked++;
-    this.unackedBytes += bytes;
-    if (this.unacked >= ACK_EVERY || this.unackedBytes >= ACK_BYTES) {
-      this.sendAck();
-    } else {
-      this.ackTimer ??= setTimeout(this.sendAck, ACK_DELAY).unref();
-    }
-  }
-
-  private readonly sendAck = (): void => {
-    clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
-    this.unacked = this.unackedBytes = 0;
-    if (this.transport) {
-      this.write(this.transport, header(Frame.Ack, this.received));
-    }
-  };
 
   /** Writes a frame of our own; one the connection cannot take is for the next connection. */
   private write(
@@ -351,8 +332,7 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
     if (!reliable || this.closing || disconnect.code !== CloseCode.Abnormal) {
       return this.finish(disconnect);
     }
-    clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
+    this.acks.cancel();
     this.expiry = setTimeout(
       () => this.finish(disconnectOf(CloseCode.Abnormal, '', SESSION_EXPIRED)),
       reliable.resumeWindow,
@@ -362,7 +342,7 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
   private finish(disconnect: WebSocketDisconnect): void {
     if (this.ended) return;
     this.ended = disconnect;
-    clearTimeout(this.ackTimer);
+    this.acks.cancel();
     clearTimeout(this.expiry);
     this.envelope.reliable?.sessions.remove(this);
     this.replay?.close(this.closedError('send'));
