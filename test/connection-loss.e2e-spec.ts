@@ -125,6 +125,39 @@ describe('when an instance restarts or crashes', () => {
   );
 });
 
+describe('when an instance crashes while it processes a request', () => {
+  const instances: Instance[] = [];
+  let peer: WsClient | undefined;
+
+  afterEach(async () => {
+    peer?.close();
+    await Promise.all(instances.splice(0).map((i) => i.stop('SIGKILL')));
+  });
+
+  it('its claim lapses within the lease, and the retry is processed by the next instance', async () => {
+    const prefix = `test:${randomUUID()}:`;
+    const first = await Instance.start(0, prefix);
+    instances.push(first);
+    peer = connect(`ws://127.0.0.1:${first.port}/work`, options);
+    const reply = peer.request('hold crash-1', { timeout: 30_000 });
+    await until(
+      () => first.processed().includes('hold crash-1'),
+      'the request is processed',
+    );
+    await first.stop('SIGKILL'); // it never answers, and never releases its claim
+    const second = await Instance.start(first.port, prefix);
+    instances.push(second);
+    // the retry waits for the claim to lapse (CLAIM_LEASE, 10 s), then takes it over
+    await until(
+      () => second.processed().includes('hold crash-1'),
+      'the retry is processed',
+      15_000,
+    );
+    second.send('release');
+    expect((await reply).text).toBe(`${second.pid} did hold crash-1`);
+  }, 30_000);
+});
+
 describe('when an instance restarts', () => {
   const instances: Instance[] = [];
   let peer: WsClient | undefined;

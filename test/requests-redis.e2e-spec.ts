@@ -77,10 +77,11 @@ describe('requests processed once across instances sharing a RedisIdempotencySto
   const apps: TestApp[] = [];
   const sockets: EnvelopeSocket[] = [];
   let urls: string[];
+  let prefix: string;
 
   beforeAll(async () => {
     // each run has keys of its own: runs on one Redis do not see each other's requests
-    const prefix = `test:${randomUUID()}:`;
+    prefix = `test:${randomUUID()}:`;
     for (const instance of ['A', 'B']) {
       const client = new Redis(REDIS_URL, {
         lazyConnect: true,
@@ -144,6 +145,34 @@ describe('requests processed once across instances sharing a RedisIdempotencySto
     );
     expect(await first.reply('r1')).toBe('A did pay 10');
     expect(processed).toEqual([{ instance: 'A', text: 'pay 10' }]);
+  });
+
+  it('a claim held longer than its lease is extended: a retry meanwhile still waits, processed once', async () => {
+    const gate = new Deferred();
+    held.set('long 1', gate);
+    const first = socket(0);
+    await first.request('r6', 'long 1');
+    await until(() => processed.length === 1, 'A starts on the request');
+    const retry = socket(1);
+    await retry.request('r6', 'long 1');
+    // A extends its claim while it works: its time to live goes up again, so B cannot take it over
+    const [key] = await redis[0].keys(`${prefix}*r6`);
+    const claimed = await redis[0].pttl(key);
+    let ttl = claimed;
+    await until(
+      () => {
+        void redis[0].pttl(key).then((now) => (ttl = now));
+        return ttl > claimed;
+      },
+      'the claim is extended',
+      8000,
+    );
+    expect(processed).toEqual([{ instance: 'A', text: 'long 1' }]);
+    gate.resolve();
+    expect(await within(retry.reply('r6'), 5000, 'the retry is answered')).toBe(
+      'A did long 1',
+    );
+    expect(processed).toEqual([{ instance: 'A', text: 'long 1' }]);
   });
 
   it('a reply made after the connection is gone is kept for the retry', async () => {

@@ -171,10 +171,10 @@ const MODULE_CHECKS: Check[] = [
     (value: Record<string, unknown>) =>
       typeof value === 'object' &&
       value !== null &&
-      ['claim', 'complete', 'release', 'wait'].every(
+      ['claim', 'extend', 'complete', 'release', 'wait'].every(
         (method) => typeof value[method] === 'function',
       ),
-    'an IdempotencyStore (claim, complete, release, wait)',
+    'an IdempotencyStore (claim, extend, complete, release, wait)',
   ],
 ];
 

@@ -53,7 +53,10 @@ export interface ConnectOptions {
   ping?: { interval: number; timeout: number } | false;
   /** Close codes after which the client does not reconnect. @default [1008, 1003, [4400, 4499]] */
   stopOn?: CloseCodes;
-  /** Close codes after which it reconnects; any other ends it. @default [1001, 1006, [1011, 1014]] */
+  /**
+   * Close codes after which it reconnects; any other ends it, and `stopOn` wins where both list
+   * a code. @default [1001, 1006, [1011, 1014]]
+   */
   retryOn?: CloseCodes;
 }
 

@@ -16,6 +16,25 @@ export function encode(data: unknown): string | Uint8Array {
   return json;
 }
 
+/** The bytes a payload takes on the wire: a string's UTF-8 length, counted without encoding it. */
+export function byteLength(payload: string | Uint8Array): number {
+  if (typeof payload !== 'string') return payload.length;
+  let bytes = payload.length;
+  for (let i = 0; i < payload.length; i++) {
+    const code = payload.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) {
+      bytes += 1;
+    } else if (code >= 0xd800 && code <= 0xdbff && i + 1 < payload.length) {
+      bytes += 2; // a surrogate pair: 4 bytes for its 2 units
+      i++;
+    } else {
+      bytes += 2;
+    }
+  }
+  return bytes;
+}
+
 /** A frame: the header line, then the payload. */
 export function frameOf(
   kind: FrameKind,

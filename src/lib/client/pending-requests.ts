@@ -14,12 +14,17 @@ interface PendingRequest {
 export class PendingRequests {
   private readonly pending = new Map<string, PendingRequest>();
 
-  /** The reply to the request `item` (which has an id), or its failure. */
-  add(item: Outgoing, timeout: number): Promise<ClientMessage> {
+  /** The reply to the request `item` (which has an id), or its failure; `expired` after `timeout`. */
+  add(
+    item: Outgoing,
+    timeout: number,
+    expired: () => void,
+  ): Promise<ClientMessage> {
     return new Promise((resolve, reject) => {
       const id = item.id!;
       const timer = setTimeout(() => {
         this.pending.delete(id);
+        expired();
         reject(new RequestError(408, 'Request timed out'));
       }, timeout);
       this.pending.set(id, { item, resolve, reject, timer });

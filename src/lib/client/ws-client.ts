@@ -18,7 +18,7 @@ import type {
   WebSocketLike,
 } from './client-options';
 import { Emitter } from './emitter';
-import { encode, frameOf, parseJson, split } from './frames';
+import { byteLength, encode, frameOf, parseJson, split } from './frames';
 import { Liveness } from './liveness';
 import { Outbox, type Outgoing } from './outbox';
 import { PendingRequests, requestId } from './pending-requests';
@@ -70,6 +70,8 @@ export class WsClient
   private retryTimer?: ReturnType<typeof setTimeout>;
   private connectTimer?: ReturnType<typeof setTimeout>;
   private readonly Ctor: WebSocketConstructor;
+  /** Whether the current connection has said welcome: its first frame must. */
+  private greeted = false;
   /** The browser is back online: a waiting reconnection goes now. */
   private readonly online = () => {
     if (this.phase === 'reconnecting' && !this.ws) void this.open();
@@ -104,7 +106,9 @@ export class WsClient
     const global = globalThis as { addEventListener?: Function };
     global.addEventListener?.('online', this.online);
     global.addEventListener?.('offline', this.offline);
-    void this.open();
+    // after the constructor: every event, even one of a token callback that throws at once,
+    // comes once the caller could listen
+    queueMicrotask(() => void this.open());
   }
 
   get state(): ClientState {
@@ -141,10 +145,9 @@ export class WsClient
     { timeout = 30_000 }: { timeout?: number } = {},
   ): Promise<ClientMessage> {
     try {
-      return this.requests.add(
-        this.enqueue(Frame.Request, data, requestId()),
-        timeout,
-      );
+      const item = this.enqueue(Frame.Request, data, requestId());
+      // a request given up is not sent again
+      return this.requests.add(item, timeout, () => this.outbox.remove(item));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -183,7 +186,7 @@ export class WsClient
   ): Outgoing {
     if (this.phase === 'closed') throw new Error('The client is closed.');
     const payload = encode(data);
-    const bytes = payload.length;
+    const bytes = byteLength(payload);
     if (!this.outbox.fits(bytes)) {
       throw new RangeError(
         'The client queue is full: wait until the connection is back.',
@@ -207,7 +210,7 @@ export class WsClient
 
   private async open(): Promise<void> {
     clearTimeout(this.retryTimer);
-    this.setState(this.welcome || this.attempt ? 'reconnecting' : 'connecting');
+    this.setState(this.welcome ? 'reconnecting' : 'connecting');
     let url = this.url;
     try {
       const token = await this.options.token?.();
@@ -227,10 +230,12 @@ export class WsClient
     let ws: WebSocketLike;
     try {
       ws = new this.Ctor(url, this.options.protocols);
-    } catch {
-      return this.retry();
+    } catch (error) {
+      // an invalid URL or subprotocol: trying again would not help
+      return this.stop(1006, String((error as Error)?.message ?? error));
     }
     this.ws = ws;
+    this.greeted = false;
     ws.binaryType = 'arraybuffer';
     this.connectTimer = setTimeout(
       () => this.drop(ws),
@@ -247,7 +252,10 @@ export class WsClient
     this.liveness?.heard();
     const { line, payload } = split(data);
     const parsed = line === undefined ? undefined : parseHeader(line);
-    if (!parsed) return this.drop(ws, 1002);
+    // welcome comes first, and once
+    if (!parsed || this.greeted !== (parsed.kind !== Frame.Welcome)) {
+      return this.drop(ws, 1002);
+    }
     switch (parsed.kind) {
       case Frame.Welcome: {
         const welcome = parseJson<Welcome>(payload);
@@ -303,6 +311,7 @@ export class WsClient
 
   private welcomed(ws: WebSocketLike, welcome: Welcome): void {
     clearTimeout(this.connectTimer);
+    this.greeted = true;
     this.welcome = welcome;
     this.attempt = 0;
     if (!welcome.resumed) {
@@ -366,11 +375,12 @@ export class WsClient
 
   private retry(): void {
     if (this.phase === 'closed') return;
-    const backoff = this.options.reconnect || {};
-    if (this.attempt >= (backoff.retries ?? Infinity)) {
+    const { reconnect } = this.options;
+    const backoff = reconnect || {};
+    if (reconnect === false || this.attempt >= (backoff.retries ?? Infinity)) {
       return this.stop(1006, 'Gave up reconnecting');
     }
-    this.setState(this.welcome || this.attempt ? 'reconnecting' : 'connecting');
+    this.setState(this.welcome ? 'reconnecting' : 'connecting');
     this.retryTimer = setTimeout(
       () => void this.open(),
       backoffDelay(this.attempt++, backoff),

@@ -23,9 +23,15 @@ export type RequestClaim =
 export interface IdempotencyStore {
   /**
    * Claims `key` for processing: `new` the first time (the caller processes it), `pending` while
-   * another claim holds it, `done` with the reply once it was answered. A claim lasts `ttl` ms.
+   * another claim holds it, `done` with the reply once it was answered. A claim lasts `ttl` ms
+   * unless it is extended.
    */
   claim(key: string, ttl: number): Promise<RequestClaim>;
+  /**
+   * Keeps a claim that has no reply yet for `ttl` ms more: its session is alive and still works
+   * on it. A claim that is not extended (its instance crashed) lapses, and a retry is processed.
+   */
+  extend(key: string, ttl: number): Promise<void>;
   /** Keeps the reply to a claimed key for `ttl` ms, and wakes whoever waits for it. */
   complete(key: string, reply: StoredReply, ttl: number): Promise<void>;
   /** Gives a claim up unanswered (its session ended): the next duplicate is processed again. */

@@ -35,6 +35,12 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return Promise.resolve({ status: 'new' });
   }
 
+  extend(key: string, ttl: number): Promise<void> {
+    const entry = this.entries.get(key);
+    if (entry && !entry.reply) entry.expires = Date.now() + ttl;
+    return Promise.resolve();
+  }
+
   complete(key: string, reply: StoredReply, ttl: number): Promise<void> {
     const waiters = this.entries.get(key)?.waiters;
     this.entries.delete(key);

@@ -10,6 +10,11 @@ const CLAIM = `
 if redis.call('SET', KEYS[1], '', 'PX', ARGV[1], 'NX') then return false end
 return redis.call('GET', KEYS[1])`;
 
+/** Extends a claim that has no reply yet. */
+const EXTEND = `
+if redis.call('GET', KEYS[1]) == '' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 0`;
+
 /** Drops a claim that has no reply, and tells the waiters. */
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == '' then
@@ -60,6 +65,15 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     if (value === null) return { status: 'new' };
     if (value === '') return { status: 'pending' };
     return { status: 'done', reply: JSON.parse(value) as StoredReply };
+  }
+
+  async extend(key: string, ttl: number): Promise<void> {
+    await this.redis.eval(
+      EXTEND,
+      1,
+      this.prefix + key,
+      Math.max(1, Math.ceil(ttl)),
+    );
   }
 
   async complete(key: string, reply: StoredReply, ttl: number): Promise<void> {

@@ -20,6 +20,12 @@ export interface RequestSettings {
 const logger = new SafeLogger('Requests');
 
 /**
+ * ms a claim lasts unless its session, still working on the request, extends it (every third of
+ * it): a claim of an instance that crashed lapses within this, and a retry is then processed.
+ */
+export const CLAIM_LEASE = 10_000;
+
+/**
  * The requests of one session: each request id is claimed in the idempotency store before the
  * handler sees it, so that a duplicate (a client's retry after a drop, on this instance or
  * another sharing the store) is answered with the stored reply, or waits for the reply of the
@@ -29,6 +35,8 @@ const logger = new SafeLogger('Requests');
 export class RequestTracker {
   /** Ids this session claimed and has not answered. */
   private readonly open = new Set<string>();
+  /** Extends the claims in `open` while there are any. */
+  private renewal?: NodeJS.Timeout;
 
   constructor(
     private readonly link: EnvelopeLink,
@@ -51,15 +59,20 @@ export class RequestTracker {
     for (;;) {
       let reply: StoredReply | undefined;
       try {
-        const claim = await store.claim(key, window);
+        const claim = await store.claim(key, Math.min(window, CLAIM_LEASE));
         if (claim.status === 'new') {
-          this.open.add(id);
+          this.hold(id);
           return true;
         }
+        // a claim that lapses (its instance crashed) is taken over: looked at again at least
+        // once a lease
         reply =
           claim.status === 'done'
             ? claim.reply
-            : await store.wait(key, deadline - Date.now());
+            : await store.wait(
+                key,
+                Math.min(deadline - Date.now(), CLAIM_LEASE),
+              );
       } catch (error) {
         logger.error(REQUEST_STORE_FAILED, describeError(error));
         reply = failure(503, 'Request store unavailable');
@@ -68,7 +81,7 @@ export class RequestTracker {
         await this.answer(id, reply);
         return false;
       }
-      // the first claim was released unanswered: claim it again, within the window
+      // the first claim was released or lapsed unanswered: claim it again, within the window
       if (Date.now() >= deadline) return false;
     }
   }
@@ -83,6 +96,7 @@ export class RequestTracker {
     const id = message.id;
     if (id === undefined) throw new TypeError(NOT_A_REQUEST('a message'));
     if (!this.open.delete(id)) throw new Error(ALREADY_REPLIED(id));
+    if (!this.open.size) this.stopRenewal();
     const reply: StoredReply = {
       kind,
       data:
@@ -103,8 +117,29 @@ export class RequestTracker {
     return this.link.sendFrame(kind, payload, binary, id);
   }
 
+  /** Claims `id` for this session, and extends its claims until they are answered or released. */
+  private hold(id: string): void {
+    this.open.add(id);
+    this.renewal ??= setInterval(() => {
+      const { store, window } = this.settings;
+      for (const open of this.open) {
+        store
+          .extend(this.key(open), Math.min(window, CLAIM_LEASE))
+          .catch((error: unknown) => {
+            logger.error(REQUEST_STORE_FAILED, describeError(error));
+          });
+      }
+    }, CLAIM_LEASE / 3).unref();
+  }
+
+  private stopRenewal(): void {
+    clearInterval(this.renewal);
+    this.renewal = undefined;
+  }
+
   /** The session ended: its unanswered claims are released, so that a retry is processed. */
   release(): void {
+    this.stopRenewal();
     for (const id of this.open) {
       this.settings.store.release(this.key(id)).catch((error: unknown) => {
         logger.error(REQUEST_STORE_FAILED, describeError(error));
