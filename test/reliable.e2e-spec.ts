@@ -1,5 +1,6 @@
 import { Controller, INestApplication } from '@nestjs/common';
 import fc from 'fast-check';
+import { once } from 'node:events';
 import WebSocket from 'ws';
 import {
   Socket,
@@ -63,6 +64,16 @@ class FaultController {
       sent.count = i;
     }
     await socket.closed;
+  }
+
+  /** Sends until its client, which never acks, is closed as a slow consumer. */
+  @Ws('no-acks', {
+    reliable: { replayBuffer: 1024 },
+    sendTimeout: 300,
+    heartbeat: false,
+  })
+  async noAcks(@Socket() socket: WebSocketContext) {
+    for (;;) await socket.send('.'.repeat(100));
   }
 
   @Ws('work', { reliable: true, heartbeat: false })
@@ -226,6 +237,18 @@ describe.each(platforms)('reliable mode through faults (%s)', (platform) => {
     expect(got).toEqual(
       Array.from({ length: 100 }, (_, i) => `${i + 1}`.padStart(100, '.')),
     );
+  });
+
+  it('closes with 1013 a connected client that does not ack while send() waits for room', async () => {
+    const ws = new WebSocket(proxy.url('/no-acks'));
+    ws.on('error', () => undefined);
+    const [code, reason] = (await within(
+      once(ws, 'close'),
+      5000,
+      'the close',
+    )) as [number, Buffer];
+    expect(code).toBe(1013);
+    expect(reason.toString()).toBe('Slow consumer');
   });
 
   it('notices a half-open connection by its ping, and resumes on a new one', async () => {

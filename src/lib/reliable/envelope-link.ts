@@ -14,6 +14,7 @@ import {
   FRAGMENTS_IN_ENVELOPE,
   INVALID_ENVELOPE,
   SESSION_EXPIRED,
+  SLOW_CONSUMER,
   SOCKET_CLOSED,
 } from '../messages';
 import { AckSchedule } from '../protocol/ack-schedule';
@@ -85,6 +86,8 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
     }
   });
   private expiry?: NodeJS.Timeout;
+  /** Ends a connected session whose client does not ack while a send waits for room. */
+  private ackDeadline?: NodeJS.Timeout;
 
   constructor(
     private readonly settings: TransportSettings,
@@ -171,6 +174,25 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
       }
     }
     transport.regulate(this.inbound.size, this.inbound.bytes);
+    this.awaitAcks();
+  }
+
+  /**
+   * While a send waits for room and the client is connected, its acks must come within
+   * `sendTimeout`, as a slow peer's reads must: else the session ends with 1013. While the client
+   * is away, the send waits for it (the resume window bounds that).
+   */
+  private awaitAcks(): void {
+    if (!this.replay?.waiting || !this.transport || this.ackDeadline) return;
+    this.ackDeadline = setTimeout(() => {
+      this.ackDeadline = undefined;
+      this.end(CloseCode.TryAgainLater, SLOW_CONSUMER);
+    }, this.settings.sendTimeout).unref();
+  }
+
+  private stopAwaitingAcks(): void {
+    clearTimeout(this.ackDeadline);
+    this.ackDeadline = undefined;
   }
 
   /**
@@ -207,7 +229,9 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
         })
       : undefined;
     if (!replay.full) return sent ?? RESOLVED;
-    return Promise.all([sent, replay.whenRoom()]).then(() => undefined);
+    const room = replay.whenRoom();
+    this.awaitAcks();
+    return Promise.all([sent, room]).then(() => undefined);
   }
 
   send(payload: string | Buffer, binary: boolean, fin: boolean): Promise<void> {
@@ -266,6 +290,7 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
       case Frame.Ack:
         if (this.replay && parsed.seq <= this.replay.last) {
           this.replay.acked(parsed.seq);
+          if (!this.replay.waiting) this.stopAwaitingAcks();
           return;
         }
         break;
@@ -333,6 +358,7 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
       return this.finish(disconnect);
     }
     this.acks.cancel();
+    this.stopAwaitingAcks();
     this.expiry = setTimeout(
       () => this.finish(disconnectOf(CloseCode.Abnormal, '', SESSION_EXPIRED)),
       reliable.resumeWindow,
@@ -343,6 +369,7 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
     if (this.ended) return;
     this.ended = disconnect;
     this.acks.cancel();
+    this.stopAwaitingAcks();
     clearTimeout(this.expiry);
     this.envelope.reliable?.sessions.remove(this);
     this.replay?.close(this.closedError('send'));

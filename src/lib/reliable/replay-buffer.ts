@@ -30,6 +30,11 @@ export class ReplayBuffer {
     return this.bytes > this.limit;
   }
 
+  /** Whether a sender waits for room. */
+  get waiting(): boolean {
+    return this.open !== undefined;
+  }
+
   /** Bytes kept. */
   get size(): number {
     return this.bytes;
