@@ -9,12 +9,16 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as wait } from 'node:timers/promises';
 import type { LoadCommand, Protocol } from './load/load';
+import { reliableBenchmark } from './reliable';
 import { AUTH_HEADER } from './servers/serve';
+import { fmt, median } from './stats';
 
 const quick = process.argv.includes('--quick');
 // --only=ours,raw-ws and --workloads=echo-1000-text narrow a run (raw ws, and the floor of a
-// server that has one, always run); --idle=19000 sets the number of idle connections (each costs
-// a file descriptor on both sides: see `ulimit -n`, and bench/vm.sh where it cannot be raised);
+// server that has one, always run); reliable mode's benchmark (bench/reliable.ts) runs last,
+// unless --only or --workloads leaves it out (--workloads=reliable runs it alone); --idle=19000
+// sets the number of idle connections (each costs a file descriptor on both sides: see
+// `ulimit -n`, and bench/vm.sh where it cannot be raised);
 // --profile writes the servers' CPU profiles to bench/results/profiles (open them in Chrome
 // DevTools); --repeats=5 takes more medians on a noisy machine. --callgrind (bench/callgrind.sh)
 // counts instructions per handshake instead, with --handshakes=1000 and --warmup=6000 (per message
@@ -347,6 +351,12 @@ async function echoRun(
     p999: report.p999,
     serverUsPerMsg: (cpuAfter - cpuBefore) / report.messages,
     clientUsPerMsg: report.clientCpuUs / report.messages,
+    ...(protocol === 'envelope'
+      ? {
+          clientAcksPerMsg: report.acksSent / report.messages,
+          serverAcksPerMsg: report.acksReceived / report.messages,
+        }
+      : {}),
   };
 }
 
@@ -514,16 +524,6 @@ const processKey = (spec: ServerSpec, workload: Workload) =>
 
 // ---- report ---------------------------------------------------------------------------------
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2
-    ? sorted[middle]
-    : (sorted[middle - 1] + sorted[middle]) / 2;
-};
-const fmt = (value: number, digits = 1) =>
-  Number.isFinite(value) ? value.toFixed(digits) : '—';
-
 const COLUMNS: Record<string, [string, string, number][]> = {
   echo: [
     ['msgsPerSec', 'msgs/s', 0],
@@ -656,6 +656,9 @@ async function main() {
   const workloads = WORKLOADS.filter((w) =>
     onlyWorkloads ? onlyWorkloads.includes(w.id) : !(smoke && w.notQuick),
   );
+  const withReliable = onlyWorkloads
+    ? onlyWorkloads.includes('reliable')
+    : !only;
   const runs = (workload: Workload) =>
     servers.filter(
       (spec) =>
@@ -665,9 +668,11 @@ async function main() {
   // a process for each server file and arguments, shared by the workloads that need it; the
   // cross-check below needs raw ws's
   const rawSpec = SERVERS[0];
-  const needed = new Map<string, [ServerSpec, Workload]>([
-    [processKey(rawSpec, WORKLOADS[0]), [rawSpec, WORKLOADS[0]]],
-  ]);
+  const needed = new Map<string, [ServerSpec, Workload]>(
+    workloads.length
+      ? [[processKey(rawSpec, WORKLOADS[0]), [rawSpec, WORKLOADS[0]]]]
+      : [],
+  );
   for (const workload of workloads.filter((w) => !w.ownProcess)) {
     for (const spec of runs(workload))
       needed.set(processKey(spec, workload), [spec, workload]);
@@ -707,8 +712,8 @@ async function main() {
   }
 
   // the lean client against the ws client, once: how much of msgs/s is the client's limit
-  const raw = started.get(processKey(rawSpec, WORKLOADS[0]))!;
-  const crossCheck = {
+  const raw = started.get(processKey(rawSpec, WORKLOADS[0]));
+  const crossCheck = raw && {
     lean: await echoRun(
       raw.child,
       raw.port,
@@ -722,13 +727,29 @@ async function main() {
     ws: await echoRun(raw.child, raw.port, load, '/text', 50, TEXT, 'ws', 'ws'),
   };
 
+  const reliable = withReliable
+    ? await reliableBenchmark({
+        quick,
+        repeats: REPEATS,
+        load,
+        start: (file, nodeArgs) =>
+          new Child(join('servers', file), 0, { profiled: profile, nodeArgs }),
+        echo: (server, port, path, connections, protocol) =>
+          echoRun(server, port, load, path, connections, TEXT, protocol),
+        log: (line) => process.stderr.write(`  ${line}\n`),
+      })
+    : undefined;
+
   for (const workload of workloads)
     console.log(`${table(workload, results.get(workload.id)!)}\n`);
-  console.log(
-    `### Client cross-check (raw ws, 50 connections, text)\n\n| client | msgs/s | client µs/msg |\n|---|---:|---:|\n` +
-      `| lean frame writer | ${fmt(crossCheck.lean.msgsPerSec, 0)} | ${fmt(crossCheck.lean.clientUsPerMsg, 2)} |\n` +
-      `| ws client | ${fmt(crossCheck.ws.msgsPerSec, 0)} | ${fmt(crossCheck.ws.clientUsPerMsg, 2)} |\n`,
-  );
+  if (crossCheck) {
+    console.log(
+      `### Client cross-check (raw ws, 50 connections, text)\n\n| client | msgs/s | client µs/msg |\n|---|---:|---:|\n` +
+        `| lean frame writer | ${fmt(crossCheck.lean.msgsPerSec, 0)} | ${fmt(crossCheck.lean.clientUsPerMsg, 2)} |\n` +
+        `| ws client | ${fmt(crossCheck.ws.msgsPerSec, 0)} | ${fmt(crossCheck.ws.clientUsPerMsg, 2)} |\n`,
+    );
+  }
+  if (reliable) console.log(`${reliable.markdown}\n`);
 
   const file = writeJson(quick ? '-quick' : '', {
     machine,
@@ -741,6 +762,7 @@ async function main() {
       workloads.map((w) => [w.id, ratiosOf(w, results.get(w.id)!)]),
     ),
     crossCheck,
+    reliable: reliable?.json,
   });
   console.log(`JSON: ${file}`);
   stopAll();

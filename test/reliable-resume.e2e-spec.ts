@@ -306,6 +306,7 @@ describe.each(platforms)('reliable sessions resume (%s)', (platform) => {
         token: expect.stringMatching(TOKEN),
         ack: 0,
         resumeWindow: 60_000,
+        replayBuffer: 64 * 1024,
       });
       expect(welcome.token!.split('.')[0]).toBe(welcome.session);
     });
@@ -379,6 +380,31 @@ describe.each(platforms)('reliable sessions resume (%s)', (platform) => {
       next.send(3, 'C');
       expect(await next.next()).toEqual({ kind: 'm', seq: 3, text: 'echo:C' });
       expect(runs).toHaveLength(1);
+    });
+
+    it('still resumes with the last token when the welcome carrying the new one was lost', async () => {
+      const { welcome, run } = await suspended();
+      // the resume's connection drops before the client reads anything on it
+      const lost = peer(resumePath('/reliable/echo', welcome.token!, 1));
+      const unseen = await lost.welcome;
+      await lost.drop();
+      await until(
+        () => run.socket.state === 'reconnecting',
+        'the drop is seen',
+      );
+      // the client has only the last token: it still resumes, and the unseen one too would
+      const next = await resumes('/reliable/echo', welcome, run);
+      // once the client has spoken on the new connection, the older tokens are spent
+      for (const token of [welcome.token!, unseen.token!]) {
+        expect(
+          await refusal(app, resumePath('/reliable/echo', token, 2)),
+        ).toEqual({
+          status: 403,
+          message: 'This resume token is not yours',
+        });
+      }
+      next.send(3, 'C');
+      expect(await next.next()).toEqual({ kind: 'm', seq: 3, text: 'echo:C' });
     });
 
     it('runs the guards again on resume: a refusal leaves the session suspended', async () => {

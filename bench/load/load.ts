@@ -1,9 +1,12 @@
 // The load generator, in its own process: it opens connections and drives closed loops (send,
-// await the reply, send again) on the harness's orders, and reports what it measured.
+// await the reply, send again) on the harness's orders, and reports what it measured; for the
+// reliable-mode benchmark it also holds sessions, drops them and resumes them.
 import WebSocket from 'ws';
+import { ackFrames, EnvelopeConnection } from './envelope-connection';
 import { frame, LeanConnection } from './lean-client';
 
-export type Protocol = 'ws' | 'socketio';
+/** 'envelope': reliable mode's (bench/load/envelope-connection.ts), for the echo. */
+export type Protocol = 'ws' | 'socketio' | 'envelope';
 
 export type LoadCommand =
   | {
@@ -33,6 +36,24 @@ export type LoadCommand =
       inFlight: number;
       headers: Record<string, string>;
       protocol: Protocol;
+    }
+  | {
+      /** Opens reliable sessions, each once it has its welcome and `messages` messages. */
+      cmd: 'sessions';
+      port: number;
+      path: string;
+      connections: number;
+      messages: number;
+      acks: boolean;
+    }
+  /** Drops the sessions' connections, without a close frame. */
+  | { cmd: 'drop' }
+  | {
+      /** Resumes the first of the dropped sessions: ms until the welcome and the `count`th message. */
+      cmd: 'resume';
+      port: number;
+      path: string;
+      count: number;
     };
 
 const MAX_SAMPLES = 4_000_000;
@@ -43,6 +64,8 @@ let running = false;
 let markedAt = 0;
 let markedCpu = process.cpuUsage();
 let open: { close(): void }[] = [];
+/** The reliable sessions of the last 'sessions' order. */
+let sessions: EnvelopeConnection[] = [];
 
 /** Opens `count` connections with at most `inFlight` handshakes under way. */
 async function openMany<T>(
@@ -125,6 +148,25 @@ async function echo(
     }
     return;
   }
+  if (protocol === 'envelope') {
+    const body = Buffer.from(message);
+    const clients = await openMany(connections, 100, () =>
+      EnvelopeConnection.open(port, path),
+    );
+    open = clients;
+    for (const client of clients) {
+      let sentAt = 0;
+      client.onMessage = () => {
+        record(sentAt);
+        if (!running) return;
+        sentAt = performance.now();
+        client.send(body);
+      };
+      sentAt = performance.now();
+      client.send(body);
+    }
+    return;
+  }
   const payload = frame(message);
   const lean = await openMany(connections, 100, () =>
     openLean(port, path, protocol),
@@ -142,6 +184,51 @@ async function echo(
     sentAt = performance.now();
     connection.send(payload);
   }
+}
+
+/** Opens a session and resolves once `messages` of the server's have arrived. */
+async function openSession(
+  port: number,
+  path: string,
+  messages: number,
+  acks: boolean,
+): Promise<EnvelopeConnection> {
+  let arrived!: () => void;
+  const all = new Promise<void>((resolve) => (arrived = resolve));
+  let count = 0;
+  const session = await EnvelopeConnection.open(port, path, {
+    acks,
+    onMessage: () => {
+      if (++count === messages) arrived();
+    },
+  });
+  if (messages > 0) await all;
+  return session;
+}
+
+/** Resumes `session`: ms from the reconnect to the welcome, and to the `count`th message. */
+async function resume(
+  port: number,
+  path: string,
+  session: EnvelopeConnection,
+  count: number,
+): Promise<{ welcomeMs: number; ms: number }> {
+  let arrived!: () => void;
+  const all = new Promise<void>((resolve) => (arrived = resolve));
+  let received = 0;
+  let lastAt = NaN;
+  const started = performance.now();
+  const resumed = await EnvelopeConnection.open(port, path, {
+    resume: session,
+    onMessage: () => {
+      if (++received !== count) return;
+      lastAt = performance.now();
+      arrived();
+    },
+  });
+  if (count > 0) await all;
+  resumed.close();
+  return { welcomeMs: resumed.welcomedAt - started, ms: lastAt - started };
 }
 
 function openWs(port: number, path: string): Promise<WebSocket> {
@@ -170,6 +257,7 @@ async function handle(command: LoadCommand): Promise<unknown> {
       messages = 0;
       markedAt = performance.now();
       markedCpu = process.cpuUsage();
+      ackFrames.sent = ackFrames.received = 0;
       return { marked: true };
     case 'report': {
       const seconds = (performance.now() - markedAt) / 1000;
@@ -186,6 +274,8 @@ async function handle(command: LoadCommand): Promise<unknown> {
         p99: percentile(sorted, 0.99),
         p999: percentile(sorted, 0.999),
         clientCpuUs: cpu.user + cpu.system,
+        acksSent: ackFrames.sent,
+        acksReceived: ackFrames.received,
       };
     }
     case 'idle': {
@@ -206,6 +296,22 @@ async function handle(command: LoadCommand): Promise<unknown> {
         (await openLean(port, path, protocol, headers)).close(),
       );
       return { seconds: (performance.now() - started) / 1000 };
+    }
+    case 'sessions': {
+      const { port, path, connections, messages, acks } = command;
+      sessions = await openMany(connections, 100, () =>
+        openSession(port, path, messages, acks),
+      );
+      return { opened: sessions.length };
+    }
+    case 'drop':
+      for (const session of sessions) session.drop();
+      return { dropped: sessions.length };
+    case 'resume': {
+      const [session] = sessions;
+      if (!session) throw new Error('No session to resume');
+      sessions = [];
+      return resume(command.port, command.path, session, command.count);
     }
   }
 }

@@ -1,5 +1,6 @@
 import { AckSchedule } from '../protocol/ack-schedule';
 import {
+  ACK_BYTES,
   ACK_PARAM,
   Frame,
   header,
@@ -313,6 +314,9 @@ export class WsClient
     clearTimeout(this.connectTimer);
     this.greeted = true;
     this.welcome = welcome;
+    if (welcome.replayBuffer) {
+      this.acks.bytesBound = Math.min(ACK_BYTES, welcome.replayBuffer / 2);
+    }
     this.attempt = 0;
     if (!welcome.resumed) {
       // a new session: what the last one had not acked is sent again, renumbered; so are

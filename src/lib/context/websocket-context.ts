@@ -315,8 +315,9 @@ export class WebSocketContext<
 
   /** Iterates over the messages until the connection closes; the loop then ends quietly. */
   [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
-    if (this.requests) return new DtoIterator(this, undefined);
-    return new MessageIterator(this.transport.inbound);
+    return this.requests
+      ? new RequestAwareIterator(this.transport.inbound, this.requests)
+      : new MessageIterator(this.transport.inbound);
   }
 
   /** The next message the handler may see: a duplicate request is answered and skipped. */
@@ -500,7 +501,7 @@ function nameOf(value: unknown): string {
  * closures, as one lives as long as its loop, which is usually the connection.
  */
 class MessageIterator implements AsyncIterator<WebSocketMessage> {
-  constructor(private readonly inbound: InboundQueue) {}
+  constructor(protected readonly inbound: InboundQueue) {}
 
   next(): Promise<IteratorResult<WebSocketMessage>> {
     return this.inbound.nextResult();
@@ -511,18 +512,40 @@ class MessageIterator implements AsyncIterator<WebSocketMessage> {
   }
 }
 
-/** `for await` over `receive(metatype)`, or `receive()` without one, which ends at the disconnect. */
+/** `for await` on a session with requests: a duplicate request is answered and skipped. */
+class RequestAwareIterator extends MessageIterator {
+  constructor(
+    inbound: InboundQueue,
+    private readonly requests: RequestTracker,
+  ) {
+    super(inbound);
+  }
+
+  next(): Promise<IteratorResult<WebSocketMessage>> {
+    return this.inbound.nextResult().then(this.admitted);
+  }
+
+  private readonly admitted = (
+    result: IteratorResult<WebSocketMessage>,
+  ):
+    | IteratorResult<WebSocketMessage>
+    | Promise<IteratorResult<WebSocketMessage>> =>
+    result.done || result.value.id === undefined
+      ? result
+      : this.requests
+          .admit(result.value)
+          .then((admitted) => (admitted ? result : this.next()));
+}
+
+/** `for await` over `receive(metatype)`, which ends at the disconnect. */
 class DtoIterator<T> implements AsyncIterator<T> {
   constructor(
     private readonly context: WebSocketContext,
-    private readonly metatype: Type<T> | undefined,
+    private readonly metatype: Type<T>,
   ) {}
 
   next(): Promise<IteratorResult<T>> {
-    const next = this.metatype
-      ? this.context.receive(this.metatype)
-      : (this.context.receive() as Promise<T>);
-    return next.then(toResult, endAtDisconnect);
+    return this.context.receive(this.metatype).then(toResult, endAtDisconnect);
   }
 
   return(): Promise<IteratorReturnResult<undefined>> {

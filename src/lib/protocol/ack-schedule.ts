@@ -1,14 +1,17 @@
 import { ACK_BYTES, ACK_DELAY, ACK_EVERY } from './envelope';
 
 /**
- * When a receiver acks, on either side: after `ACK_EVERY` messages or `ACK_BYTES` bytes, or
- * `ACK_DELAY` ms after the first one not acked yet, whichever comes first; cumulative, so one
- * ack covers every message before it.
+ * When a receiver acks, on either side: after `ACK_EVERY` messages or `ACK_BYTES` bytes (half
+ * the sender's replay buffer, when that is smaller), or `ACK_DELAY` ms after the first one not
+ * acked yet, whichever comes first; cumulative, so one ack covers every message before it.
  */
 export class AckSchedule {
   private messages = 0;
   private bytes = 0;
   private timer?: ReturnType<typeof setTimeout>;
+
+  /** Acks after this many bytes: fewer than `ACK_BYTES` when the sender keeps fewer. */
+  bytesBound = ACK_BYTES;
 
   constructor(private readonly sendAck: () => void) {}
 
@@ -21,8 +24,9 @@ export class AckSchedule {
   received(bytes: number): void {
     this.messages++;
     this.bytes += bytes;
-    if (this.messages >= ACK_EVERY || this.bytes >= ACK_BYTES)
+    if (this.messages >= ACK_EVERY || this.bytes >= this.bytesBound) {
       return this.flush();
+    }
     if (this.timer === undefined) {
       this.timer = setTimeout(this.flush, ACK_DELAY);
       // a pending ack does not keep a Node process alive

@@ -44,12 +44,20 @@ export interface Welcome {
   reliable: boolean;
   /** Whether this connection continues an earlier session (`false` for a new one). */
   resumed: boolean;
-  /** The token that resumes this session on the next connection (reliable mode); single use. */
+  /**
+   * The token that resumes this session on the next connection (reliable mode). The older ones
+   * stop resuming once the client has sent a frame on this connection.
+   */
   token?: string;
   /** The last of the client's messages the server has (reliable mode): resend what follows. */
   ack: number;
   /** ms the server keeps the session after its connection drops (reliable mode). */
   resumeWindow?: number;
+  /**
+   * Bytes the server keeps unacked before its sends wait (reliable mode): the client acks at
+   * half of it at the latest.
+   */
+  replayBuffer?: number;
 }
 
 /** A request's failure, as the `x` frame carries it. @publicApi */
@@ -127,4 +135,4 @@ export const MAX_HEADER = 2 + 15 + 1 + 64 + 1;
  */
 export const ACK_EVERY = 32;
 export const ACK_BYTES = 32 * 1024;
-export const ACK_DELAY = 100;
+export const ACK_DELAY = 1000;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
 import { CloseCode } from '../context/close-code.enum';
@@ -29,6 +29,7 @@ import {
 import { InboundQueue, type InboundFlow } from '../transport/inbound-queue';
 import {
   type FrameSink,
+  SENT,
   type TransportObserver,
   type TransportSettings,
   WsTransport,
@@ -67,8 +68,18 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
   readonly inbound: InboundQueue;
   /** The session's id, which the resume token names. */
   readonly id = randomBytes(16).toString('base64url');
-  /** The current resume token's secret; a new one on every connection. */
-  secret?: Buffer;
+  /**
+   * The secret of the last resume token the client is known to have: the one of the welcome on
+   * the connection where it last spoke (a welcome comes first).
+   */
+  private confirmedSecret?: Buffer;
+  /**
+   * The secrets of the welcomes since then, newest last, which the client may or may not have
+   * read before their connection dropped: each still resumes, until the client speaks again.
+   */
+  private issuedSecrets: Buffer[] = [];
+  /** Whether the client has sent a frame on the current connection. */
+  private heard = false;
   /** How often the session has continued on a new connection. */
   resumes = 0;
 
@@ -125,6 +136,19 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
   }
 
   /**
+   * Whether `secret` is of a token that resumes this session: the last one the client is known
+   * to have, or one of a welcome it may have missed.
+   */
+  accepts(secret: Buffer): boolean {
+    return [this.confirmedSecret, ...this.issuedSecrets].some(
+      (known) =>
+        known !== undefined &&
+        known.length === secret.length &&
+        timingSafeEqual(known, secret),
+    );
+  }
+
+  /**
    * Takes a connection: says welcome (with a new resume token), forgets what the client says it
    * has (`clientAck`) and sends the rest of what it has not acked again, in order.
    */
@@ -162,9 +186,13 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
       ack: this.received,
     };
     if (reliable) {
-      this.secret = randomBytes(16);
-      welcome.token = `${this.id}.${this.secret.toString('base64url')}`;
+      const secret = randomBytes(16);
+      this.heard = false;
+      // a client that loses welcome after welcome does not make the list grow without end
+      this.issuedSecrets = [...this.issuedSecrets.slice(-3), secret];
+      welcome.token = `${this.id}.${secret.toString('base64url')}`;
       welcome.resumeWindow = reliable.resumeWindow;
+      welcome.replayBuffer = reliable.replayBuffer;
     }
     this.write(transport, header(Frame.Welcome) + JSON.stringify(welcome));
     if (this.replay) {
@@ -222,13 +250,14 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
         : Promise.reject(this.closedError('send'));
     }
     replay.push(frame, binary);
-    const sent = transport
-      ? transport.send(frame, binary, true).then(undefined, () => {
-          // a connection that dropped leaves the frame to the next one; an end does not
-          if (this.ended || this.closing) throw this.closedError('send');
-        })
-      : undefined;
-    if (!replay.full) return sent ?? RESOLVED;
+    let sent = transport?.send(frame, binary, true) ?? SENT;
+    if (sent !== SENT) {
+      sent = sent.then(undefined, () => {
+        // a connection that dropped leaves the frame to the next one; an end does not
+        if (this.ended || this.closing) throw this.closedError('send');
+      });
+    }
+    if (!replay.full) return sent;
     const room = replay.whenRoom();
     this.awaitAcks();
     return Promise.all([sent, room]).then(() => undefined);
@@ -270,6 +299,12 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
   /** One frame from the client, decoded; a frame that breaks the envelope closes with 1002. */
   frame(transport: WsTransport, data: Buffer, isBinary: boolean): void {
     if (transport !== this.transport) return;
+    if (!this.heard) {
+      // it has read this connection's welcome: only its token resumes from now on
+      this.heard = true;
+      this.confirmedSecret = this.issuedSecrets.at(-1);
+      this.issuedSecrets = [];
+    }
     const newline = data.indexOf(10);
     const parsed =
       newline >= 0 && newline < MAX_HEADER
@@ -402,6 +437,5 @@ class ConnectionObserver implements TransportObserver {
   }
 }
 
-const RESOLVED = Promise.resolve();
 const ABORTED = { code: CloseCode.Abnormal, reason: '' };
 function ignore(): void {}

@@ -3,7 +3,6 @@ import {
   ForbiddenException,
   Injectable,
 } from '@nestjs/common';
-import { timingSafeEqual } from 'node:crypto';
 import { INVALID_RESUME_TOKEN, RESUME_REFUSED } from '../messages';
 import type { EnvelopeLink, ResumableSessions } from './envelope-link';
 
@@ -42,11 +41,8 @@ export class ResumableSessionRegistry implements ResumableSessions {
     if (!match) throw new BadRequestException(INVALID_RESUME_TOKEN);
     const link = this.links.get(match[1]);
     if (!link) return undefined;
-    const secret = Buffer.from(match[2], 'base64url');
     if (
-      !link.secret ||
-      secret.length !== link.secret.length ||
-      !timingSafeEqual(secret, link.secret) ||
+      !link.accepts(Buffer.from(match[2], 'base64url')) ||
       link.endpoint !== endpoint ||
       link.user !== user
     ) {

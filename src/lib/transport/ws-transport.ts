@@ -69,7 +69,9 @@ const SEND_OPTIONS = [
   { binary: true, fin: true },
 ].map((options) => Object.freeze(options));
 
-const RESOLVED = Promise.resolve();
+/** What `send()` returns for a frame handed to the socket at once: one promise for all. */
+export const SENT = Promise.resolve();
+const RESOLVED = SENT;
 const ABORTED = { code: CloseCode.Abnormal, reason: '' };
 
 /**
