@@ -158,6 +158,33 @@ describe('when an instance crashes while it processes a request', () => {
   }, 30_000);
 });
 
+describe('when an instance crashes before it acks', () => {
+  const instances: Instance[] = [];
+  let peer: WsClient | undefined;
+
+  afterEach(async () => {
+    peer?.close();
+    await Promise.all(instances.splice(0).map((i) => i.stop('SIGKILL')));
+  });
+
+  it('the client sends its unacked message again to the new session: at least once', async () => {
+    const prefix = `test:${randomUUID()}:`;
+    const first = await Instance.start(0, prefix);
+    instances.push(first);
+    peer = connect(`ws://127.0.0.1:${first.port}/work`, options);
+    const { got } = observe(peer);
+    peer.send('z');
+    await until(() => got.length === 1, 'the echo');
+    // within the second after which the ack would go
+    expect(peer.queued).toBe(1);
+    await first.stop('SIGKILL');
+    const second = await Instance.start(first.port, prefix);
+    instances.push(second);
+    await until(() => got.length === 2, 'the echo from the new instance');
+    expect(got).toEqual([`${first.pid} got z`, `${second.pid} got z`]);
+  });
+});
+
 describe('when an instance restarts', () => {
   const instances: Instance[] = [];
   let peer: WsClient | undefined;
