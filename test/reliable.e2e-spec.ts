@@ -26,6 +26,9 @@ const RUNS = Number(process.env.FAULT_RUNS ?? 6);
 // the seed is in the test's name; FAULT_SEED replays a run
 const SEED = propertySeed('FAULT_SEED');
 
+/** Called on each message delivered, either way: where a test cuts the connection. */
+let delivered: () => void = () => undefined;
+
 /** What each session's handler saw, in the order the sessions started. */
 const sessions: Array<{ got: string[]; done: Deferred }> = [];
 /** How often a request was processed, by its payload. */
@@ -50,6 +53,21 @@ class FaultController {
       if (session.got.length === N) break;
     }
     await sending;
+    session.done.resolve();
+    await socket.closed;
+  }
+
+  /** Answers the client's message i with its own message i: one of each in flight at a time. */
+  @Ws('turns', { reliable: { resumeWindow: 10_000 }, heartbeat: false })
+  async turns(@Socket() socket: WebSocketContext) {
+    const session = { got: [] as string[], done: new Deferred() };
+    sessions.push(session);
+    for await (const message of socket) {
+      session.got.push(message.text);
+      delivered();
+      await socket.send(`s${session.got.length}`);
+      if (session.got.length === N) break;
+    }
     session.done.resolve();
     await socket.closed;
   }
@@ -152,20 +170,22 @@ describe.each(platforms)('reliable mode through faults (%s)', (platform) => {
     return made;
   }
 
-  // a cut every 20–80 messages or so: a frame here is some 10–20 bytes each way
-  const cut = fc.record({
-    direction: fc.constantFrom<'up' | 'down'>('up', 'down'),
-    bytes: fc.integer({ min: 300, max: 1600 }),
-  });
+  // a cut of the connection after 300–1,600 bytes one way: mid-frame, mid-handshake, mid-welcome
+  const byteCut = fc.option(
+    fc.record({
+      direction: fc.constantFrom<'up' | 'down'>('up', 'down'),
+      bytes: fc.integer({ min: 300, max: 1600 }),
+    }),
+    { nil: undefined },
+  );
 
-  it(`delivers ${N} messages each way once, in order, to one session, while the connection is cut (seed ${SEED})`, async () => {
+  it(`delivers ${N} messages each way sent all at once, once and in order, to one session, while connections are cut mid-frame (seed ${SEED})`, async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(cut, { minLength: 5, maxLength: 30 }),
-        async (cuts: ScheduledCut[]) => {
+        fc.array(byteCut, { minLength: 5, maxLength: 30 }),
+        async (cuts) => {
           sessions.length = 0;
           proxy.schedule(cuts);
-          const accepted = proxy.accepted;
           const peer = client('/both');
           const got = collect(peer);
           for (const text of numbered('c')) peer.send(text);
@@ -183,8 +203,59 @@ describe.each(platforms)('reliable mode through faults (%s)', (platform) => {
           expect(got).toEqual(numbered('s'));
           expect(sessions[0].got).toEqual(numbered('c'));
           expect(sessions).toHaveLength(1);
-          // the cuts did happen: the session lived on several connections
-          expect(proxy.accepted - accepted).toBeGreaterThan(1);
+          peer.close();
+        },
+      ),
+      { numRuns: RUNS, seed: SEED, endOnFailure: true },
+    );
+  }, 120_000);
+
+  it(`delivers ${N} messages each way once, in order, to one session, while the connection is cut every 20–80 messages (seed ${SEED})`, async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 20, max: 80 }), {
+          minLength: 100,
+          maxLength: 100,
+        }),
+        fc.array(byteCut, { maxLength: 30 }),
+        async (gaps, cuts) => {
+          sessions.length = 0;
+          proxy.schedule(cuts);
+          const accepted = proxy.accepted;
+          let count = 0;
+          let next = gaps.shift()!;
+          delivered = () => {
+            if (++count < next) return;
+            next += gaps.shift() ?? Infinity;
+            proxy.cutAll();
+          };
+          const peer = client('/turns');
+          const got = collect(peer);
+          // the next message goes once the last answer came: one in flight each way
+          peer.on('message', () => {
+            delivered();
+            if (got.length < N) peer.send(`c${got.length + 1}`);
+          });
+          peer.send('c1');
+          await within(
+            until(
+              () => sessions[0]?.got.length >= N && got.length >= N,
+              'all delivered',
+              20_000,
+            ),
+            22_000,
+            () =>
+              `client got ${got.length}, server got ${sessions[0]?.got.length}`,
+          );
+          await sessions[0].done.promise;
+          delivered = () => undefined;
+          expect(got).toEqual(numbered('s'));
+          expect(sessions[0].got).toEqual(numbered('c'));
+          expect(sessions).toHaveLength(1);
+          // a connection for every 80 messages at most
+          expect(proxy.accepted - accepted).toBeGreaterThanOrEqual(
+            (2 * N) / 80,
+          );
           peer.close();
         },
       ),
