@@ -14,7 +14,7 @@ import {
   type WsClient,
 } from 'nestjs-ws-endpoints/client';
 import { Deferred } from './utils/deferred';
-import { FaultProxy, type ScheduledCut } from './utils/fault-proxy';
+import { FaultProxy } from './utils/fault-proxy';
 import { propertySeed } from './utils/seed';
 import { platforms, startApp, TestApp } from './utils/test-app';
 import { until } from './utils/until';
