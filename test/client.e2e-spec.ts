@@ -28,7 +28,8 @@ import {
   type Welcome,
   type WsClient,
 } from 'nestjs-ws-endpoints/client';
-import { FaultProxy } from './utils/fault-proxy';
+import type { FaultProxy } from './utils/fault-proxy';
+import { ProxiedClients } from './utils/proxied-clients';
 import { startApp } from './utils/test-app';
 import { until } from './utils/until';
 import { within } from './utils/within';
@@ -177,8 +178,8 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
 
 describe('nestjs-ws-endpoints/client', () => {
   let app: INestApplication;
+  const peers = new ProxiedClients(base);
   let proxy: FaultProxy;
-  const clients: WsClient[] = [];
   const cleanups: Array<() => unknown> = [];
 
   beforeAll(async () => {
@@ -193,23 +194,18 @@ describe('nestjs-ws-endpoints/client', () => {
     endings.length = 0;
     processed.clear();
     tokens.length = 0;
-    const { port } = new URL(await app.getUrl());
-    proxy = await FaultProxy.start({ port: Number(port) });
+    proxy = await peers.start(app);
   });
 
   afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
     for (const cleanup of cleanups.splice(0)) await cleanup();
-    await proxy.close();
+    await peers.stop();
   });
 
   afterAll(() => app.close());
 
-  function client(path: string, options: ConnectOptions = {}): WsClient {
-    const made = connect(proxy.url(path), { ...base, ...options });
-    clients.push(made);
-    return made;
-  }
+  const client = (path: string, options: ConnectOptions = {}): WsClient =>
+    peers.connect(path, options);
 
   /**
    * A full HTTP round trip through the proxy, after which the accepted count is read: a retry
@@ -486,7 +482,7 @@ describe('nestjs-ws-endpoints/client', () => {
         ...base,
         connectTimeout: 200,
       });
-      clients.push(peer);
+      peers.track(peer);
       await until(() => sockets.length >= 1, 'the first connection', TIMEOUT);
       const opened = Date.now();
       // the client, not the server, ends the first connection
@@ -705,7 +701,7 @@ describe('nestjs-ws-endpoints/client', () => {
     function rawClient(): { peer: WsClient; recorded: Recorded } {
       const { port } = wss.address() as AddressInfo;
       const peer = connect(`ws://127.0.0.1:${port}/`, base);
-      clients.push(peer);
+      peers.track(peer);
       return { peer, recorded: record(peer) };
     }
 

@@ -8,13 +8,10 @@ import {
   Ws,
   WsEndpointsModule,
 } from 'nestjs-ws-endpoints';
-import {
-  connect,
-  type ConnectOptions,
-  type WsClient,
-} from 'nestjs-ws-endpoints/client';
+import type { ConnectOptions, WsClient } from 'nestjs-ws-endpoints/client';
 import { Deferred } from './utils/deferred';
-import { FaultProxy } from './utils/fault-proxy';
+import type { FaultProxy } from './utils/fault-proxy';
+import { ProxiedClients } from './utils/proxied-clients';
 import { propertySeed } from './utils/seed';
 import { platforms, startApp, TestApp } from './utils/test-app';
 import { until } from './utils/until';
@@ -134,8 +131,8 @@ const numbered = (prefix: string) =>
 describe.each(platforms)('reliable mode through faults (%s)', (platform) => {
   let t: TestApp;
   let app: INestApplication;
+  const peers = new ProxiedClients(fast);
   let proxy: FaultProxy;
-  const clients: WsClient[] = [];
 
   beforeAll(async () => {
     t = await startApp(
@@ -153,22 +150,17 @@ describe.each(platforms)('reliable mode through faults (%s)', (platform) => {
     sessions.length = 0;
     processed.clear();
     held.clear();
-    const { port } = new URL(await app.getUrl());
-    proxy = await FaultProxy.start({ port: Number(port) });
+    proxy = await peers.start(app);
   });
 
   afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    await proxy.close();
+    await peers.stop();
   });
 
   afterAll(() => app.close());
 
-  function client(path: string, options: ConnectOptions = {}): WsClient {
-    const made = connect(proxy.url(path), { ...fast, ...options });
-    clients.push(made);
-    return made;
-  }
+  const client = (path: string, options: ConnectOptions = {}): WsClient =>
+    peers.connect(path, options);
 
   // a cut of the connection after 300–1,600 bytes one way: mid-frame, mid-handshake, mid-welcome
   const byteCut = fc.option(
