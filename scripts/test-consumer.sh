@@ -103,6 +103,12 @@ check_app() {
   specs=$(sed -n 's/^wrote \(test\/.*e2e-spec\.ts\)$/\1/p' "$log")
   [ -n "$specs" ] || { echo "  FAIL the README has no e2e spec (test/….e2e-spec.ts)" >&2; exit 1; }
   step "nest build" npx nest build
+  # the client entry point: the browser ES module to import, the CommonJS build to require
+  step "nestjs-ws-endpoints/client by import and by require" node -e "
+    const { connect } = require('nestjs-ws-endpoints/client');
+    import('nestjs-ws-endpoints/client').then((esm) => {
+      if (typeof connect !== 'function' || typeof esm.connect !== 'function') process.exit(1);
+    });"
   local port
   port=$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
   PORT=$port node dist/main.js >"$work/$dir-app.log" 2>&1 &
