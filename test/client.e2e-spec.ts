@@ -312,6 +312,57 @@ describe('nestjs-ws-endpoints/client', () => {
     });
   });
 
+  describe("the browser's online and offline events", () => {
+    // Node has no such events: a global EventTarget stands in for the browser's window
+    const window = new EventTarget();
+    const global = globalThis as {
+      addEventListener?: unknown;
+      removeEventListener?: unknown;
+    };
+    beforeEach(() => {
+      global.addEventListener = window.addEventListener.bind(window);
+      global.removeEventListener = window.removeEventListener.bind(window);
+    });
+    afterEach(() => {
+      delete global.addEventListener;
+      delete global.removeEventListener;
+    });
+
+    it("tries at once when the browser is back online, whatever the backoff's delay", async () => {
+      let calls = 0;
+      proxy.refuse();
+      const peer = client('/reliable', {
+        reconnect: { initialDelay: 600_000, maxDelay: 600_000 },
+        token: () => String(++calls),
+      });
+      const recorded = record(peer);
+      await until(
+        () => calls === 1 && peer.state === 'connecting',
+        'the first try fails',
+      );
+      proxy.allow();
+      window.dispatchEvent(new Event('online'));
+      await sessionsOpened(peer, recorded, 1);
+      expect(calls).toBe(2);
+    });
+
+    it('pings at once when the browser goes offline, and replaces a connection that does not answer', async () => {
+      const peer = client('/reliable', {
+        ping: { interval: 600_000, timeout: 100 },
+      });
+      const recorded = record(peer);
+      await sessionsOpened(peer, recorded, 1);
+      proxy.blackhole();
+      window.dispatchEvent(new Event('offline'));
+      await until(
+        () => peer.state === 'reconnecting',
+        'the dead connection is replaced',
+      );
+      await sessionsOpened(peer, recorded, 2);
+      expect(recorded.welcomes.at(-1)?.resumed).toBe(true);
+    });
+  });
+
   describe('close codes', () => {
     it.each([1008, 1003, 4403])(
       'stops when the server closes with %i',

@@ -42,7 +42,8 @@ export interface ConnectOptions {
   /**
    * What waits to be delivered (sent while offline, or not acked yet in reliable mode) is
    * bounded: past either bound `send()` and `request()` throw a `RangeError`, and nothing queued
-   * is dropped. @default { messages: 1000, bytes: 1048576 }
+   * is dropped. The server acks after 32 messages, 32 KiB or 1 s: bounds below that make a fast
+   * sender wait for acks even while connected. @default { messages: 1000, bytes: 1048576 }
    */
   queue?: { messages?: number; bytes?: number };
   /**

@@ -75,7 +75,7 @@ export class WsClient
   private greeted = false;
   /** The browser is back online: a waiting reconnection goes now. */
   private readonly online = () => {
-    if (this.phase === 'reconnecting' && !this.ws) void this.open();
+    if (this.retryTimer !== undefined) void this.open();
   };
   /** The browser went offline: an open socket may be dead, so it is asked now. */
   private readonly offline = () => this.liveness?.check();
@@ -211,6 +211,7 @@ export class WsClient
 
   private async open(): Promise<void> {
     clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     this.setState(this.welcome ? 'reconnecting' : 'connecting');
     let url = this.url;
     try {
