@@ -31,3 +31,4 @@ export type {
   ReliableOptions,
   RequestsOptions,
 } from './interfaces/ws-endpoint-options.interface';
+export { Broadcaster, Broadcast } from './groups/broadcaster';

@@ -119,3 +119,6 @@ export const REQUEST_STORE_FAILED =
 
 export const USER_ID_FAILED = (endpoint: string) =>
   `The userId option of WebSocket handler ${endpoint} threw; the session has no user id`;
+
+export const INVALID_GROUP = (group: unknown) =>
+  `A group is named by a non-empty string, got ${typeof group === 'string' ? '""' : typeof group}.`;

@@ -28,6 +28,8 @@ import {
 import { SessionRegistry } from './session/session-registry';
 import { ResumableSessionRegistry } from './reliable/resumable-session-registry';
 import { EnvelopeEndpoints } from './reliable/envelope-endpoints';
+import { Broadcaster } from './groups/broadcaster';
+import { GroupRegistry } from './groups/group-registry';
 import { SessionRunner } from './session/session-runner';
 import { WebSocketSessions } from './session/websocket-sessions';
 import {
@@ -59,9 +61,11 @@ import {
     SessionRegistry,
     ResumableSessionRegistry,
     EnvelopeEndpoints,
+    GroupRegistry,
+    Broadcaster,
     WebSocketSessions,
   ],
-  exports: [WebSocketSessions],
+  exports: [WebSocketSessions, Broadcaster],
 })
 export class WsEndpointsModule
   extends ConfigurableModuleClass

@@ -13,6 +13,8 @@ export interface SessionLink {
   readonly disconnect?: WebSocketDisconnect;
   readonly protocol: string;
   readonly bufferedAmount: number;
+  /** Whether a send now would wait (the peer is slow, or the replay buffer full). */
+  readonly congested: boolean;
   send(payload: string | Buffer, binary: boolean, fin: boolean): Promise<void>;
   close(code: number, reason: string): void;
   end(code: number, reason: string): void;

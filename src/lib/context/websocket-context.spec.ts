@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { WebSocketDisconnect } from '../errors/ws-disconnect.exception';
+import { GroupRegistry } from '../groups/group-registry';
 import { ContextSettings, WebSocketContext } from './websocket-context';
 import type { WebSocketMessage } from './websocket-message';
 
@@ -29,6 +30,8 @@ async function pair(
     inboundQueueBytes: 1024 * 1024,
     sendHighWaterMark: 1024 * 1024,
     sendTimeout: 10_000,
+    userId: () => undefined,
+    groups: new GroupRegistry(),
     ...contextSettings,
   });
   return { server, client, context };

@@ -19,10 +19,11 @@ import {
   RequestTracker,
   type RequestSettings,
 } from '../reliable/request-tracker';
-import { NOT_A_REQUEST } from '../messages';
+import { INVALID_GROUP, NOT_A_REQUEST, SLOW_CONSUMER } from '../messages';
 import { CloseCode } from './close-code.enum';
 import { assertValidClose } from './close-frame';
 import type { SessionLink } from './session-link';
+import type { GroupRegistry } from '../groups/group-registry';
 import { WebSocketMessage } from './websocket-message';
 
 /** Options of `send()`. @publicApi */
@@ -57,8 +58,6 @@ export interface SessionEnvelope extends EnvelopeSettings {
   requests: RequestSettings;
   /** The endpoint's name: resume tokens and request ids belong to it. */
   endpoint: string;
-  /** The user's id, as the endpoint's `userId` option finds it; never throws. */
-  userId(user: unknown): string | undefined;
 }
 
 /** What every connection of an endpoint shares: flow control, the message pipes, the index. */
@@ -68,6 +67,10 @@ export interface ContextSettings extends TransportSettings {
   sessions?: SessionIndex;
   /** Set when the endpoint speaks the envelope (`reliable` or `requests`). */
   envelope?: SessionEnvelope;
+  /** The user's id, as the endpoint's `userId` option finds it; never throws. */
+  userId(user: unknown): string | undefined;
+  /** Where the sessions' groups are kept. */
+  groups: GroupRegistry;
 }
 
 /** A request as the HTTP platform leaves it after routing and guards. */
@@ -101,6 +104,9 @@ export class WebSocketContext<
   private readonly transport: SessionLink;
   private readonly requests?: RequestTracker;
   private failedResume = false;
+  // made on first use, as `data` is: most sessions join no group
+  private groupNames?: Set<string>;
+  private knownUserId?: string | null;
   // made on first use of `signal`: most handlers never touch it, and an AbortSignal is not small
   private abortController?: AbortController;
   private abortReason?: WebSocketDisconnect;
@@ -126,7 +132,7 @@ export class WebSocketContext<
       this.transport = new WsTransport(ws, request.socket, settings, this);
       return;
     }
-    const user = envelope.userId(this.user);
+    const user = this.userId;
     const link = new EnvelopeLink(
       settings,
       envelope,
@@ -141,6 +147,53 @@ export class WebSocketContext<
       `${envelope.endpoint}\u0000${user ?? ''}`,
     );
     link.attach(ws, request.socket, 0, false);
+  }
+
+  /** The id of the session's user, as the endpoint's `userId` option finds it. */
+  get userId(): string | undefined {
+    if (this.knownUserId === undefined) {
+      this.knownUserId = this.settings.userId(this.user) ?? null;
+    }
+    return this.knownUserId ?? undefined;
+  }
+
+  /** The groups this session is in (`join`). */
+  get groups(): ReadonlySet<string> {
+    return this.groupNames ?? NO_GROUPS;
+  }
+
+  /**
+   * Joins `group`: a `Broadcaster`'s `to(group)` reaches this session, until it leaves or the
+   * session ends (a reliable session stays in its groups while it waits for its client).
+   * @example socket.join(`room:${room}`);
+   */
+  join(group: string): void {
+    if (typeof group !== 'string' || group === '') {
+      throw new TypeError(INVALID_GROUP(group));
+    }
+    if (this.state === 'closed') return;
+    (this.groupNames ??= new Set()).add(group);
+    this.settings.groups.join(this, group);
+  }
+
+  /** Leaves `group`. */
+  leave(group: string): void {
+    if (!this.groupNames?.delete(group)) return;
+    this.settings.groups.leave(this, group);
+  }
+
+  /**
+   * Sends a payload encoded once for many sessions, unless this one is slow: then it is closed
+   * with 1013 rather than made to hold more. Whether it was handed over.
+   * @internal for the broadcaster
+   */
+  deliver(payload: string | Buffer, binary: boolean): boolean {
+    if (this.transport.congested) {
+      this.transport.end(CloseCode.TryAgainLater, SLOW_CONSUMER);
+      return false;
+    }
+    this.transport.send(payload, binary, true).catch(ignore);
+    return true;
   }
 
   /** The reliable session's link, for a connection that resumes it. @internal */
@@ -441,6 +494,10 @@ export class WebSocketContext<
 
   /** @internal */
   transportClosed(disconnect: WebSocketDisconnect): void {
+    for (const group of this.groupNames ?? []) {
+      this.settings.groups.leave(this, group);
+    }
+    this.groupNames = undefined;
     this.abort(disconnect);
     this.resolveClosed?.();
   }
@@ -453,6 +510,8 @@ export class WebSocketContext<
 }
 
 const RESOLVED = Promise.resolve();
+const NO_GROUPS: ReadonlySet<string> = new Set();
+function ignore(): void {}
 
 interface Encoded {
   payload: string | Buffer;
@@ -464,7 +523,7 @@ interface Encoded {
  * came, anything else as JSON text.
  * @throws TypeError for a value with no JSON form, or what its `toJSON` throws
  */
-function encode(data: unknown): Encoded {
+export function encode(data: unknown): Encoded {
   if (data instanceof WebSocketMessage) {
     return { payload: data.data, binary: data.type === 'binary' };
   }

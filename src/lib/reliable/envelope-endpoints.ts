@@ -5,7 +5,7 @@ import type { WsEndpointDefinition } from '../discovery/ws-endpoint-explorer';
 import { describeError } from '../errors/describe-error';
 import { SafeLogger } from '../errors/safe-logger';
 import type { WsEndpointsModuleOptions } from '../interfaces/ws-endpoint-options.interface';
-import { REQUEST_STORE_FAILED, USER_ID_FAILED } from '../messages';
+import { REQUEST_STORE_FAILED } from '../messages';
 import { ACK_PARAM, RESUME_PARAM } from '../protocol/envelope';
 import { WS_ENDPOINTS_OPTIONS } from '../ws-endpoints.module-definition';
 import type { EnvelopeLink } from './envelope-link';
@@ -41,7 +41,7 @@ export class EnvelopeEndpoints implements OnApplicationShutdown {
     name,
     options,
   }: WsEndpointDefinition): SessionEnvelope | undefined {
-    const { reliable, requests, userId } = options;
+    const { reliable, requests } = options;
     if (!requests) return undefined;
     return {
       endpoint: name,
@@ -49,15 +49,6 @@ export class EnvelopeEndpoints implements OnApplicationShutdown {
       reliable: reliable
         ? { ...reliable, sessions: this.resumable }
         : undefined,
-      userId: (user) => {
-        try {
-          const id = userId(user);
-          return id === undefined || id === null ? undefined : String(id);
-        } catch (error) {
-          this.logger.error(USER_ID_FAILED(name), describeError(error));
-          return undefined;
-        }
-      },
     };
   }
 
@@ -70,13 +61,9 @@ export class EnvelopeEndpoints implements OnApplicationShutdown {
   find(
     resume: ResumeRequest,
     envelope: SessionEnvelope,
-    user: unknown,
+    userId: string | undefined,
   ): EnvelopeLink | undefined {
-    return this.resumable.find(
-      resume.token,
-      envelope.endpoint,
-      envelope.userId(user),
-    );
+    return this.resumable.find(resume.token, envelope.endpoint, userId);
   }
 
   /** The store lets go of the connections it made. */

@@ -135,6 +135,11 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
     return this.transport?.bufferedAmount ?? 0;
   }
 
+  /** Whether a send now would wait: for acks (the replay buffer is full), or for the socket. */
+  get congested(): boolean {
+    return (this.replay?.full ?? false) || (this.transport?.congested ?? false);
+  }
+
   /**
    * Whether `secret` is of a token that resumes this session: the last one the client is known
    * to have, or one of a welcome it may have missed.

@@ -32,6 +32,8 @@ import { closeForError, errorFrameFor } from './close-for-error';
 import { sendResult } from './handler-result';
 import { SessionRegistry } from './session-registry';
 import { SOCKET_ARGUMENT } from '../constants';
+import { GroupRegistry } from '../groups/group-registry';
+import { userIdOf } from './user-id';
 import {
   EnvelopeEndpoints,
   resumeRequestOf,
@@ -63,6 +65,7 @@ export class SessionRunner {
   constructor(
     private readonly registry: SessionRegistry,
     private readonly envelopes: EnvelopeEndpoints,
+    private readonly groups: GroupRegistry,
   ) {}
 
   /**
@@ -91,7 +94,11 @@ export class SessionRunner {
     const { envelope } = endpoint.settings;
     const resume = envelope?.reliable && resumeRequestOf(upgrade.request);
     if (resume && envelope) {
-      const link = this.envelopes.find(resume, envelope, upgrade.routed?.user);
+      const link = this.envelopes.find(
+        resume,
+        envelope,
+        endpoint.settings.userId(upgrade.routed?.user),
+      );
       if (link) {
         // the session goes on on this connection; its handler runs already
         return upgrade.accept(endpoint.server, (ws) =>
@@ -170,6 +177,8 @@ export class SessionRunner {
       parse,
       sessions: this.registry,
       envelope: this.envelopes.settings(definition),
+      userId: userIdOf(definition.name, definition.options.userId),
+      groups: this.groups,
       onRejectedMessage: (socket, error, message) =>
         this.rejectMessage(definition, socket, error, message),
     };

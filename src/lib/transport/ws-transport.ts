@@ -142,6 +142,14 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
     return this.ws.bufferedAmount;
   }
 
+  /** Whether a send now would wait: more than `sendHighWaterMark` bytes wait, or earlier sends. */
+  get congested(): boolean {
+    return (
+      this.window?.mustWait ??
+      this.ws.bufferedAmount > this.settings.sendHighWaterMark
+    );
+  }
+
   /** Whether the server started to end the connection, or it has ended: nothing may be sent. */
   private get sendable(): boolean {
     return this.state === 'open' && !this.closing;
