@@ -15,7 +15,6 @@ import { TransportSettings, WsTransport } from '../transport/ws-transport';
 import { EnvelopeLink, type EnvelopeSettings } from '../reliable/envelope-link';
 import { Frame } from '../protocol/envelope';
 import {
-  failure,
   RequestTracker,
   type RequestSettings,
 } from '../reliable/request-tracker';
@@ -432,8 +431,8 @@ export class WebSocketContext<
    */
   replyError(message: WebSocketMessage, error: unknown): Promise<void> {
     try {
-      const { status, message: text } = failureFor(error);
-      const body = failure(status, text).data;
+      // the failure frame's body is `{"status","message"}`
+      const body = JSON.stringify(failureFor(error));
       return this.tracker(message).reply(message, body, false, Frame.Failure);
     } catch (failed) {
       return Promise.reject(failed);

@@ -161,10 +161,7 @@ export class RequestTracker {
 }
 
 /** A failure reply: `{"status","message"}`. */
-export function failure(
-  status: number,
-  message: string | string[],
-): StoredReply {
+function failure(status: number, message: string | string[]): StoredReply {
   const body: RequestFailure = { status, message };
   return { kind: Frame.Failure, data: JSON.stringify(body), binary: false };
 }
