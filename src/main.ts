@@ -8,6 +8,6 @@ async function bootstrap() {
   // SIGTERM / SIGINT close every WebSocket session with 1001 before the process exits
   app.enableShutdownHooks();
   await app.listen(app.get(ConfigService).get<string>('PORT') ?? 3000);
-  new Logger('Example').log(`Echo client on ${await app.getUrl()}`);
+  new Logger('Example').log(`Example page on ${await app.getUrl()}`);
 }
 void bootstrap();

@@ -67,6 +67,18 @@ function watchUpgrades(server: Server, path: string): Duplex[] {
   return connections;
 }
 
+/** Debian's Chromium, headless, on a profile of its own that goes when it closes. */
+async function launchChromium(): Promise<BrowserContext> {
+  const profile = mkdtempSync(join(tmpdir(), 'chromium-'));
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM_PATH,
+    args: CHROMIUM_ARGS,
+    headless: true,
+  });
+  browser.on('close', () => rmSync(profile, { recursive: true, force: true }));
+  return browser;
+}
+
 /** An echo as the page shows it, its time left out. */
 const withoutTime = (text: string) =>
   text.replace(/ at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, ' at <time>');
@@ -74,7 +86,6 @@ const withoutTime = (text: string) =>
 describeInBrowser("the example page in Debian's Chromium", () => {
   let example: Example | undefined;
   let browser: BrowserContext | undefined;
-  let profile: string | undefined;
   let page: Page;
   let url: string;
 
@@ -86,12 +97,7 @@ describeInBrowser("the example page in Debian's Chromium", () => {
     example = await startExample();
     const { port } = example.app.getHttpServer().address() as AddressInfo;
     url = `ws://127.0.0.1:${port}${PATH}`;
-    profile = mkdtempSync(join(tmpdir(), 'chromium-'));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM_PATH,
-      args: CHROMIUM_ARGS,
-      headless: true,
-    });
+    browser = await launchChromium();
     page = await browser.newPage();
     // a missing element fails its test naming the locator, before jest's own timeout
     page.setDefaultTimeout(10_000);
@@ -103,7 +109,6 @@ describeInBrowser("the example page in Debian's Chromium", () => {
 
   afterAll(async () => {
     await browser?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
     await example?.app.close();
   });
 
@@ -134,13 +139,13 @@ describeInBrowser("the example page in Debian's Chromium", () => {
       .textContent();
     return /session (\S+?);?(?: |$)/.exec(said ?? '')?.[1];
   };
-  /** The app's one session: the page's. */
+  /** The app's one session on {@link PATH}: the page's echo (its dashboard has one too). */
   const serverSession = (): WebSocketContext => {
-    const sessions = example!.app.get(WebSocketSessions);
-    expect(sessions.size).toBe(1);
-    const [session, ...others] = sessions;
-    expect(others).toEqual([]);
-    return session;
+    const sessions = Array.from(example!.app.get(WebSocketSessions)).filter(
+      (session) => session.request.url?.split('?', 1)[0] === PATH,
+    );
+    expect(sessions).toHaveLength(1);
+    return sessions[0];
   };
   /**
    * The server's side of the page's connection, the only one open; destroying it drops the
@@ -320,8 +325,153 @@ describeInBrowser("the example page in Debian's Chromium", () => {
     await line(/^← Your message: typed while disconnected at /).waitFor();
     expect(await typed.textContent()).toBe('→ typed while disconnected');
     expect(await page.locator('#display .pending').count()).toBe(0);
-    // SCREENSHOT=docs/example-page.png npm test -- test/browser refreshes the README's picture
-    if (process.env.SCREENSHOT)
-      await page.screenshot({ path: process.env.SCREENSHOT });
   }, 30_000);
 });
+
+describeInBrowser(
+  "the example page's chat and dashboard in Debian's Chromium",
+  () => {
+    let example: Example | undefined;
+    let browser: BrowserContext | undefined;
+    let origin: string;
+
+    beforeAll(async () => {
+      if (unavailable)
+        throw new Error(
+          `CI is set, so the browser suite must run, but ${unavailable}`,
+        );
+      const saved = process.env.WS_PRESENCE_GRACE;
+      // a member who leaves is gone from the list at once, rather than after 5 s
+      process.env.WS_PRESENCE_GRACE = '0';
+      try {
+        example = await startExample();
+      } finally {
+        if (saved === undefined) delete process.env.WS_PRESENCE_GRACE;
+        else process.env.WS_PRESENCE_GRACE = saved;
+      }
+      const { port } = example.app.getHttpServer().address() as AddressInfo;
+      origin = `http://127.0.0.1:${port}`;
+      browser = await launchChromium();
+    }, 60_000);
+
+    afterAll(async () => {
+      await browser?.close();
+      await example?.app.close();
+    });
+
+    /** A new page on the example, its echo and dashboard connected. */
+    const openPage = async () => {
+      const page = await browser!.newPage();
+      page.setDefaultTimeout(10_000);
+      await page.goto(`${origin}/`);
+      await page.locator('#status[data-state="open"]').waitFor();
+      await page.locator('#dash-status[data-state="open"]').waitFor();
+      return page;
+    };
+    const join = async (page: Page, room: string, token: string) => {
+      await page.fill('#chat-room', room);
+      await page.fill('#chat-token', token);
+      await page.click('#chat-join button');
+      await page.locator('#chat-status[data-state="open"]').waitFor();
+    };
+    const say = async (page: Page, text: string) => {
+      await page.fill('#chat-text', text);
+      await page.press('#chat-text', 'Enter');
+    };
+    const members = (page: Page) =>
+      page.locator('#chat-members li').allTextContents();
+    /** Waits until the page's dashboard shows `open` sessions in all, `chat` of them on /chat/:room. */
+    const dashboardShows = async (page: Page, open: number, chat: number) => {
+      await page
+        .locator('#dash-open', { hasText: new RegExp(`^${open}$`) })
+        .waitFor();
+      await page
+        .locator('#dash-endpoints tr[data-endpoint="/chat/:room"] .open', {
+          hasText: new RegExp(`^${chat}$`),
+        })
+        .waitFor();
+    };
+
+    it('lets two pages chat in one room: both show every message and both members, and the dashboard counts their sessions', async () => {
+      const alice = await openPage();
+      const bob = await openPage();
+      // each page has its echo and its dashboard connected
+      await dashboardShows(alice, 4, 0);
+
+      await join(alice, 'garden', 'alice-token');
+      await dashboardShows(alice, 5, 1);
+      await alice.locator('#chat-members li', { hasText: 'alice' }).waitFor();
+
+      await join(bob, 'garden', 'bob-token');
+      await dashboardShows(alice, 6, 2);
+      await dashboardShows(bob, 6, 2);
+      await alice
+        .locator('#chat-log .event', { hasText: 'bob joined' })
+        .waitFor();
+      for (const page of [alice, bob]) {
+        await page.locator('#chat-members li', { hasText: 'bob' }).waitFor();
+        expect(await members(page)).toEqual(['alice', 'bob']);
+      }
+
+      await say(alice, 'Hello from alice');
+      await say(bob, 'Hello from bob');
+      for (const page of [alice, bob]) {
+        await page
+          .locator('#chat-log .message', { hasText: 'bob: Hello from bob' })
+          .waitFor();
+        const said = await page.locator('#chat-log .message').allTextContents();
+        expect(said.map((text) => text.replace(/^.*? (?=\w+: )/, ''))).toEqual([
+          'alice: Hello from alice',
+          'bob: Hello from bob',
+        ]);
+      }
+
+      // SCREENSHOT=docs/example-page.png npm test -- test/browser refreshes the README's picture
+      if (process.env.SCREENSHOT) {
+        await alice.fill('#message', 'Hello');
+        await alice.press('#message', 'Enter');
+        await alice
+          .locator('#display > div', { hasText: '← Your message: Hello' })
+          .waitFor();
+        await alice.locator('#dash-rate', { hasText: /^\d+\.\d$/ }).waitFor();
+        await alice.screenshot({
+          path: process.env.SCREENSHOT,
+          fullPage: true,
+        });
+      }
+
+      // an invalid message is refused with an error frame; the page stays in the room
+      await say(alice, 'x'.repeat(501));
+      await alice
+        .locator('#chat-log .error', {
+          hasText:
+            'not sent: text must be shorter than or equal to 500 characters',
+        })
+        .waitFor();
+      expect(
+        await alice.locator('#chat-status').getAttribute('data-state'),
+      ).toBe('open');
+
+      // the chart has been drawn, and the rate is a number
+      await alice.locator('#dash-rate', { hasText: /^\d+\.\d$/ }).waitFor();
+      const drawn = await alice.evaluate(() => {
+        const canvas =
+          document.querySelector<HTMLCanvasElement>('#dash-chart')!;
+        const { data } = canvas
+          .getContext('2d')!
+          .getImageData(0, 0, canvas.width, canvas.height);
+        return data.some((value, index) => index % 4 === 3 && value > 0);
+      });
+      expect(drawn).toBe(true);
+
+      // bob's page goes: its three sessions end, and he leaves the room
+      await bob.close();
+      await dashboardShows(alice, 3, 1);
+      await alice
+        .locator('#chat-log .event', { hasText: 'bob left' })
+        .waitFor();
+      expect(await members(alice)).toEqual(['alice']);
+      await alice.close();
+    }, 60_000);
+  },
+);

@@ -4,10 +4,7 @@
 // test/reliable.e2e-spec.ts and test/reliable-resume.e2e-spec.ts.
 import { Controller } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import WebSocket from 'ws';
 import {
   RedisIdempotencyStore,
@@ -24,6 +21,7 @@ import {
 } from 'nestjs-ws-endpoints/client';
 import { FaultProxy } from './utils/fault-proxy';
 import { Instance } from './utils/instance';
+import { PrivateRedis } from './utils/redis';
 import { startApp, TestApp } from './utils/test-app';
 import { until } from './utils/until';
 import { within } from './utils/within';
@@ -211,60 +209,6 @@ describe('when an instance restarts', () => {
     expect(got).toEqual([`${first.pid} got x`, `${second.pid} got y`]);
   });
 });
-
-/** A redis-server of this suite's own, on a free port, which a test can stop and start again. */
-class PrivateRedis {
-  private process?: ChildProcess;
-
-  private constructor(readonly port: number) {}
-
-  static async start(): Promise<PrivateRedis> {
-    const server = createServer().listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as { port: number };
-    server.close();
-    const redis = new PrivateRedis(port);
-    await redis.up();
-    return redis;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async up(): Promise<void> {
-    const child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    this.process = child;
-    let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    await until(
-      () => output.includes('Ready to accept connections'),
-      'redis-server starts',
-      10_000,
-    );
-  }
-
-  async down(): Promise<void> {
-    const child = this.process;
-    this.process = undefined;
-    if (!child || child.exitCode !== null) return;
-    child.kill('SIGKILL');
-    await once(child, 'exit');
-  }
-}
 
 /** How often each request was processed. */
 const processed: string[] = [];

@@ -140,7 +140,7 @@ describe('graceful shutdown on SIGTERM (enableShutdownHooks)', () => {
     const url = await new Promise<string>((resolve) =>
       child.stdout.on('data', (chunk: Buffer) => {
         output += chunk.toString();
-        const found = /Echo client on http:\/\/\[::1\]:(\d+)/.exec(output);
+        const found = /Example page on http:\/\/\[::1\]:(\d+)/.exec(output);
         if (found) resolve(`ws://127.0.0.1:${found[1]}`);
       }),
     );

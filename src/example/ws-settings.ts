@@ -1,5 +1,9 @@
 import { ConfigService } from '@nestjs/config';
-import type { WsEndpointsModuleOptions } from 'nestjs-ws-endpoints';
+import { Redis } from 'ioredis';
+import {
+  RedisBackplane,
+  type WsEndpointsModuleOptions,
+} from 'nestjs-ws-endpoints';
 
 /** The example's WebSocket settings, read from the environment; `.env.example` lists them. */
 export function wsSettings(config: ConfigService): WsEndpointsModuleOptions {
@@ -15,6 +19,8 @@ export function wsSettings(config: ConfigService): WsEndpointsModuleOptions {
   const interval = number('WS_HEARTBEAT_INTERVAL');
   const timeout = number('WS_HEARTBEAT_TIMEOUT');
   const origins = config.get<string>('WS_ALLOWED_ORIGINS');
+  const grace = number('WS_PRESENCE_GRACE');
+  const redis = config.get<string>('REDIS_URL');
   return {
     maxPayload: number('WS_MAX_PAYLOAD'),
     heartbeat:
@@ -29,5 +35,11 @@ export function wsSettings(config: ConfigService): WsEndpointsModuleOptions {
         ? '*'
         : origins.split(',').map((origin) => origin.trim()),
     shutdownTimeout: number('WS_SHUTDOWN_TIMEOUT'),
+    presence: grace === undefined ? undefined : { grace },
+    // instances on one Redis share groups and presence: a room spans them all. The client is a
+    // template the backplane makes its own connections from; it never connects itself
+    backplane: redis
+      ? new RedisBackplane(new Redis(redis, { lazyConnect: true }))
+      : undefined,
   };
 }

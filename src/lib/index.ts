@@ -9,6 +9,8 @@ export { WebSocketMessage } from './context/websocket-message';
 export { CloseCode } from './context/close-code.enum';
 export { WebSocketDisconnect } from './errors/ws-disconnect.exception';
 export { WebSocketSessions } from './session/websocket-sessions';
+export { WsMetrics } from './metrics/ws-metrics';
+export type { WsMetricsSnapshot } from './metrics/ws-metrics-snapshot';
 export { isWebSocketUpgrade } from './upgrade/is-websocket-upgrade';
 export type {
   AllowedOrigins,
@@ -32,3 +34,30 @@ export type {
   RequestsOptions,
 } from './interfaces/ws-endpoint-options.interface';
 export { Broadcaster, Broadcast } from './groups/broadcaster';
+export type { JoinResult } from './groups/group-hub';
+export type { JoinOptions } from './context/websocket-context';
+export {
+  Presence,
+  type PresenceEvent,
+  type PresenceMember,
+} from './groups/presence';
+export { WS_BACKPLANE } from './constants';
+export type {
+  Backplane,
+  BackplaneReceiver,
+  GroupHistory,
+  PresenceDiff,
+  PresenceEntry,
+  Publication,
+  StreamPosition,
+} from './backplane/backplane';
+export {
+  MemoryBackplane,
+  type MemoryBackplaneOptions,
+} from './backplane/memory-backplane';
+export type { PresenceOptions } from './interfaces/ws-endpoint-options.interface';
+export {
+  RedisBackplane,
+  type RedisBackplaneOptions,
+} from './backplane/redis-backplane';
+export type { OutageLimits } from './backplane/outage-buffer';

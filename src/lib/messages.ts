@@ -1,3 +1,4 @@
+import { MAX_GROUP_NAME } from './protocol/envelope';
 import { describeCloseCode } from './context/close-code.enum';
 
 export const DUPLICATE_ENDPOINT = (
@@ -121,4 +122,29 @@ export const USER_ID_FAILED = (endpoint: string) =>
   `The userId option of WebSocket handler ${endpoint} threw; the session has no user id`;
 
 export const INVALID_GROUP = (group: unknown) =>
-  `A group is named by a non-empty string, got ${typeof group === 'string' ? '""' : typeof group}.`;
+  typeof group === 'string' && group.length > MAX_GROUP_NAME
+    ? `A group's name has at most ${MAX_GROUP_NAME} characters, got ${group.length}.`
+    : `A group is named by a non-empty string, got ${typeof group === 'string' ? '""' : typeof group}.`;
+
+export const INVALID_META =
+  "A presence's meta must have a JSON form (socket.join(group, { meta })).";
+
+export const GROUP_HISTORY_RESET = (group: string) =>
+  `The history of group "${group}" started over (the broker restarted empty, or the group was idle past its TTL): messages sent to it just before may not have reached this instance's members.`;
+
+export const GROUP_MESSAGES_LOST = (group: string, detail?: string) =>
+  detail === undefined
+    ? `Messages of group "${group}" did not reach this instance and its history no longer has them; reliable members are told (their client emits 'lost').`
+    : `Could not read the history of group "${group}" to fill a gap: ${detail}. The next position check tries again.`;
+
+export const BROKER_AWAY = (detail: string) =>
+  `Redis is away (${detail}): this instance's sessions still get what is published here, and publications are held until it is back.`;
+
+export const BROKER_BACK =
+  'Redis is back: the publications held meanwhile are being published.';
+
+export const BROADCAST_LOST =
+  "Broadcasts are being lost: Redis has been away longer than the backplane's `outage` bounds hold them (their send() resolves false). This is said once per outage.";
+
+export const PRESENCE_FAILED = (group: string, detail: string) =>
+  `Presence of group "${group}" could not be updated: ${detail}. The next refresh tries again.`;

@@ -33,6 +33,7 @@ export const RELIABLE_DEFAULTS = {
   replayBuffer: 256 * KiB,
 };
 export const REQUESTS_DEFAULTS = { window: 120_000 };
+export const PRESENCE_DEFAULTS = { grace: 5_000, ttl: 15_000 };
 
 /** A user's `id`, `sub` or `userId`, or the user itself when it is a string or a number. */
 export function defaultUserId(user: any): string | number | undefined {
@@ -57,8 +58,12 @@ export function resolveEndpointOptions(
     handshakeTimeout: _handshake,
     ...moduleEndpointOptions
   } = moduleOptions;
-  const { idempotencyStore: _store, ...endpointDefaults } =
-    moduleEndpointOptions;
+  const {
+    idempotencyStore: _store,
+    backplane: _backplane,
+    presence: _presence,
+    ...endpointDefaults
+  } = moduleEndpointOptions;
   const given = {
     ...withoutUndefined(endpointDefaults),
     ...withoutUndefined(endpointOptions),
@@ -175,6 +180,31 @@ const MODULE_CHECKS: Check[] = [
         (method) => typeof value[method] === 'function',
       ),
     'an IdempotencyStore (claim, extend, complete, release, wait)',
+  ],
+  [
+    'backplane',
+    (value: Record<string, unknown>) =>
+      typeof value === 'object' &&
+      value !== null &&
+      [
+        'start',
+        'publish',
+        'subscribe',
+        'history',
+        'presenceJoin',
+        'close',
+      ].every((method) => typeof value[method] === 'function'),
+    'a Backplane (MemoryBackplane, RedisBackplane or your own)',
+  ],
+  [
+    'presence',
+    (value: Record<string, unknown>) =>
+      typeof value === 'object' &&
+      value !== null &&
+      (value.grace === undefined || isDuration(value.grace as number)) &&
+      (value.ttl === undefined ||
+        (isCount(value.ttl as number) && (value.ttl as number) >= 300)),
+    '{ grace?: ms ≥ 0, ttl?: ms ≥ 300 }',
   ],
 ];
 

@@ -30,7 +30,13 @@ import { ResumableSessionRegistry } from './reliable/resumable-session-registry'
 import { EnvelopeEndpoints } from './reliable/envelope-endpoints';
 import { Broadcaster } from './groups/broadcaster';
 import { GroupRegistry } from './groups/group-registry';
+import { GroupHub } from './groups/group-hub';
+import { PresenceTracker } from './groups/presence-tracker';
+import { Presence } from './groups/presence';
+import { MemoryBackplane } from './backplane/memory-backplane';
+import { WS_BACKPLANE } from './constants';
 import { SessionRunner } from './session/session-runner';
+import { WsMetrics } from './metrics/ws-metrics';
 import { WebSocketSessions } from './session/websocket-sessions';
 import {
   bySpecificity,
@@ -62,10 +68,20 @@ import {
     ResumableSessionRegistry,
     EnvelopeEndpoints,
     GroupRegistry,
+    GroupHub,
+    PresenceTracker,
+    Presence,
     Broadcaster,
+    {
+      provide: WS_BACKPLANE,
+      useFactory: (options: WsEndpointsModuleOptions) =>
+        options.backplane ?? new MemoryBackplane(),
+      inject: [WS_ENDPOINTS_OPTIONS],
+    },
     WebSocketSessions,
+    WsMetrics,
   ],
-  exports: [WebSocketSessions, Broadcaster],
+  exports: [WebSocketSessions, Broadcaster, Presence, WS_BACKPLANE, WsMetrics],
 })
 export class WsEndpointsModule
   extends ConfigurableModuleClass

@@ -9,9 +9,16 @@ export type InstanceEvent =
   | { replied: string }
   | { listening: number };
 
+/** How to start an instance: which app of test/fixtures/, and its environment. */
+export interface InstanceOptions {
+  /** @default 'instance' */
+  fixture?: string;
+  env?: Record<string, string>;
+}
+
 /**
- * The app of test/fixtures/instance.ts in a process of its own, so that a test can stop it
- * (SIGTERM: a graceful shutdown) or kill it (SIGKILL: a crash) and start another on its port.
+ * An app of test/fixtures/ in a process of its own, so that a test can stop it (SIGTERM: a
+ * graceful shutdown) or kill it (SIGKILL: a crash) and start another on its port.
  */
 export class Instance {
   readonly events: InstanceEvent[] = [];
@@ -22,11 +29,15 @@ export class Instance {
     this.exited = once(process, 'exit');
   }
 
-  /** Starts an instance on `port` (0: any) with request keys under `prefix`; resolves once it listens. */
-  static async start(port: number, prefix: string): Promise<Instance> {
+  /** Starts an instance on `port` (0: any) with Redis keys under `prefix`; resolves once it listens. */
+  static async start(
+    port: number,
+    prefix: string,
+    { fixture = 'instance', env }: InstanceOptions = {},
+  ): Promise<Instance> {
     const root = join(__dirname, '../..');
     const child = fork(
-      join(root, 'test/fixtures/instance.ts'),
+      join(root, `test/fixtures/${fixture}.ts`),
       [String(port), prefix],
       {
         cwd: root,
@@ -36,7 +47,11 @@ export class Instance {
           '-r',
           'tsconfig-paths/register',
         ],
-        env: { ...process.env, TS_NODE_PROJECT: join(root, 'tsconfig.json') },
+        env: {
+          ...process.env,
+          ...env,
+          TS_NODE_PROJECT: join(root, 'tsconfig.json'),
+        },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       },
     );

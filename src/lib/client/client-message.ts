@@ -3,6 +3,8 @@ export class ClientMessage {
   constructor(
     /** A text message's text, or a binary message's bytes. */
     readonly data: string | Uint8Array,
+    /** The group it was sent to (`broadcaster.to(group)`, reliable mode). */
+    readonly group?: string,
   ) {}
 
   /** `'text'` or `'binary'`. */

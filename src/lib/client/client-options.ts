@@ -69,6 +69,11 @@ export interface ClientEvents {
   state: ClientState;
   /** Said by the server on each connection: whether the session was resumed, its id. */
   session: Welcome;
+  /**
+   * A group's messages could not all be recovered after a reconnection (the session was gone and
+   * the group's history no longer had them): the app should fetch the group's state again.
+   */
+  lost: { group: string };
   /** The client stopped: its close code and reason. */
   close: { code: number; reason: string };
 }

@@ -1,4 +1,8 @@
-import { type FrameKind, header, MAX_HEADER } from '../protocol/envelope';
+import {
+  type FrameKind,
+  header,
+  MAX_SERVER_HEADER,
+} from '../protocol/envelope';
 import { ClientMessage } from './client-message';
 
 const encoder = new TextEncoder();
@@ -57,11 +61,11 @@ export function split(data: unknown): {
 } {
   if (typeof data === 'string') {
     const newline = data.indexOf('\n');
-    if (newline < 0 || newline >= MAX_HEADER) return { payload: data };
+    if (newline < 0 || newline >= MAX_SERVER_HEADER) return { payload: data };
     return { line: data.slice(0, newline), payload: data.slice(newline + 1) };
   }
   const bytes = new Uint8Array(data as ArrayBuffer);
-  const newline = bytes.subarray(0, MAX_HEADER).indexOf(10);
+  const newline = bytes.subarray(0, MAX_SERVER_HEADER).indexOf(10);
   if (newline < 0) return { payload: bytes };
   return {
     line: String.fromCharCode(...bytes.subarray(0, newline)),

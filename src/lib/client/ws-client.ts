@@ -3,9 +3,12 @@ import {
   ACK_BYTES,
   ACK_PARAM,
   Frame,
+  type GroupPosition,
   header,
   parseHeader,
   RESUME_PARAM,
+  SINCE_PARAM,
+  sinceValue,
   type Welcome,
 } from '../protocol/envelope';
 import { backoffDelay } from './backoff';
@@ -25,6 +28,8 @@ import { Outbox, type Outgoing } from './outbox';
 import { PendingRequests, requestId } from './pending-requests';
 
 const OPEN = 1;
+/** The most groups a connection names positions of. */
+const MAX_SINCE = 32;
 const STOP_ON: CloseCodes = [1008, 1003, [4400, 4499]];
 const RETRY_ON: CloseCodes = [1001, 1006, [1011, 1014]];
 
@@ -62,6 +67,11 @@ export class WsClient
   private iterating = false;
   private sent = 0;
   private received = 0;
+  /**
+   * Where each group stood at its last message, the most recently heard last: named on every
+   * connection, to recover from.
+   */
+  private readonly positions = new Map<string, GroupPosition>();
   private readonly acks = new AckSchedule(() => {
     if (this.ws?.readyState === OPEN) {
       this.ws.send(header(Frame.Ack, this.received));
@@ -229,6 +239,10 @@ export class WsClient
         String(this.received),
       );
     }
+    // the most recently heard groups (at most MAX_SINCE): the URL stays short
+    for (const [group, position] of this.positions) {
+      url = withParam(url, SINCE_PARAM, sinceValue(group, position));
+    }
     let ws: WebSocketLike;
     try {
       ws = new this.Ctor(url, this.options.protocols);
@@ -267,6 +281,32 @@ export class WsClient
         return this.outbox.acked(parsed.seq);
       case Frame.Pong:
         return;
+      case Frame.Group:
+      case Frame.GroupPosition:
+      case Frame.GroupLost: {
+        if (!this.inOrder(ws, parsed.seq, payload)) return;
+        const { group, position } = parsed as Required<typeof parsed>;
+        const known = this.positions.get(group);
+        // a position said on joining is older than a message that overtook it
+        if (
+          parsed.kind !== Frame.GroupPosition ||
+          known?.epoch !== position.epoch ||
+          known.offset < position.offset
+        ) {
+          this.positions.delete(group);
+          this.positions.set(group, position);
+          // only the most recent are named on reconnecting
+          if (this.positions.size > MAX_SINCE) {
+            this.positions.delete(this.positions.keys().next().value!);
+          }
+        }
+        if (parsed.kind === Frame.GroupLost)
+          return this.emit('lost', { group });
+        if (parsed.kind === Frame.Group) {
+          this.deliver(new ClientMessage(payload, group));
+        }
+        return;
+      }
       case Frame.Message:
       case Frame.Reply:
       case Frame.Failure:

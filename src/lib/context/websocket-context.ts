@@ -13,16 +13,28 @@ import {
 } from '../transport/inbound-queue';
 import { TransportSettings, WsTransport } from '../transport/ws-transport';
 import { EnvelopeLink, type EnvelopeSettings } from '../reliable/envelope-link';
-import { Frame } from '../protocol/envelope';
+import {
+  Frame,
+  type GroupPosition,
+  MAX_GROUP_NAME,
+  parseSince,
+  positionField,
+  SINCE_PARAM,
+} from '../protocol/envelope';
 import {
   RequestTracker,
   type RequestSettings,
 } from '../reliable/request-tracker';
-import { INVALID_GROUP, NOT_A_REQUEST, SLOW_CONSUMER } from '../messages';
+import {
+  INVALID_GROUP,
+  INVALID_META,
+  NOT_A_REQUEST,
+  SLOW_CONSUMER,
+} from '../messages';
 import { CloseCode } from './close-code.enum';
 import { assertValidClose } from './close-frame';
 import type { SessionLink } from './session-link';
-import type { GroupRegistry } from '../groups/group-registry';
+import type { JoinResult } from '../groups/group-hub';
 import { WebSocketMessage } from './websocket-message';
 
 /** Options of `send()`. @publicApi */
@@ -69,7 +81,26 @@ export interface ContextSettings extends TransportSettings {
   /** The user's id, as the endpoint's `userId` option finds it; never throws. */
   userId(user: unknown): string | undefined;
   /** Where the sessions' groups are kept. */
-  groups: GroupRegistry;
+  groups: SessionGroups;
+}
+
+/** What keeps the sessions' groups. */
+export interface SessionGroups {
+  join(
+    context: WebSocketContext,
+    group: string,
+    meta: unknown,
+  ): Promise<JoinResult>;
+  leave(context: WebSocketContext, group: string): void;
+}
+
+/** Options of `socket.join()`. @publicApi */
+export interface JoinOptions {
+  /**
+   * Lists the session in the group's presence (`Presence`), with this metadata (JSON), on every
+   * instance; without it, the session is a member but not listed.
+   */
+  meta?: unknown;
 }
 
 /** A request as the HTTP platform leaves it after routing and guards. */
@@ -105,6 +136,8 @@ export class WebSocketContext<
   private failedResume = false;
   // made on first use, as `data` is: most sessions join no group
   private groupNames?: Set<string>;
+  /** Where the client left each group, when it lost its session (reliable mode), until joined. */
+  private positions?: Map<string, GroupPosition>;
   private knownUserId?: string | null;
   // made on first use of `signal`: most handlers never touch it, and an AbortSignal is not small
   private abortController?: AbortController;
@@ -162,17 +195,31 @@ export class WebSocketContext<
   }
 
   /**
-   * Joins `group`: a `Broadcaster`'s `to(group)` reaches this session, until it leaves or the
-   * session ends (a reliable session stays in its groups while it waits for its client).
-   * @example socket.join(`room:${room}`);
+   * Joins `group`, on every instance: a `Broadcaster`'s `to(group)` reaches this session, until
+   * it leaves or the session ends (a reliable session stays in its groups while it waits for its
+   * client). With `meta`, the session is listed in the group's presence. In reliable mode, a
+   * client that lost its session gets what the group sent since its last message first: all of
+   * it, or none and `'lost'` (`recovered: false`). Membership starts at once; the promise
+   * settles when the recovery is done, and never rejects. Joining a group again changes only the
+   * session's presence: its `meta`, or without one, no listing.
+   * @example await socket.join(`room:${room}`, { meta: { name: user.name } });
+   * @throws TypeError for a name that is not 1–128 characters, or `meta` with no JSON form
    */
-  join(group: string): void {
-    if (typeof group !== 'string' || group === '') {
+  join(group: string, options: JoinOptions = {}): Promise<JoinResult> {
+    if (
+      typeof group !== 'string' ||
+      group === '' ||
+      group.length > MAX_GROUP_NAME
+    ) {
       throw new TypeError(INVALID_GROUP(group));
     }
-    if (this.state === 'closed') return;
+    const { meta } = options;
+    if (meta !== undefined && JSON.stringify(meta) === undefined) {
+      throw new TypeError(INVALID_META);
+    }
+    if (this.state === 'closed') return NOT_JOINED;
     (this.groupNames ??= new Set()).add(group);
-    this.settings.groups.join(this, group);
+    return this.settings.groups.join(this, group, meta);
   }
 
   /** Leaves `group`. */
@@ -183,16 +230,65 @@ export class WebSocketContext<
 
   /**
    * Sends a payload encoded once for many sessions, unless this one is slow: then it is closed
-   * with 1013 rather than made to hold more. Whether it was handed over.
+   * with 1013 rather than made to hold more. Whether it was handed over. A reliable session
+   * tells its client the group and the message's position in it, to recover from.
    * @internal for the broadcaster
    */
-  deliver(payload: string | Buffer, binary: boolean): boolean {
+  deliver(
+    payload: string | Buffer,
+    binary: boolean,
+    group?: string,
+    position?: GroupPosition,
+  ): boolean {
     if (this.transport.congested) {
       this.transport.end(CloseCode.TryAgainLater, SLOW_CONSUMER);
       return false;
     }
-    this.transport.send(payload, binary, true).catch(ignore);
+    const link = group && position && this.link;
+    if (link && link.reliable) {
+      link
+        .sendFrame(
+          Frame.Group,
+          payload,
+          binary,
+          positionField(group!, position!),
+        )
+        .catch(ignore);
+    } else {
+      this.transport.send(payload, binary, true).catch(ignore);
+    }
     return true;
+  }
+
+  /** Tells a reliable session's client where a group stands (`s`), or that it lost some (`l`). @internal */
+  groupFrame(
+    kind: typeof Frame.GroupPosition | typeof Frame.GroupLost,
+    group: string,
+    position: GroupPosition,
+  ): void {
+    const link = this.link;
+    if (!link?.reliable || this.state === 'closed') return;
+    link
+      .sendFrame(kind, '', false, positionField(group, position))
+      .catch(ignore);
+  }
+
+  /**
+   * Where this session's client left `group` when it lost its last session (`ws_since`): once,
+   * for the join that recovers it. @internal
+   */
+  takePosition(group: string): GroupPosition | undefined {
+    if (!this.positions) {
+      this.positions = new Map();
+      const given = this.query[SINCE_PARAM];
+      for (const value of Array.isArray(given) ? given : [given]) {
+        const since = typeof value === 'string' ? parseSince(value) : undefined;
+        if (since) this.positions.set(since.group, since.position);
+      }
+    }
+    const position = this.positions.get(group);
+    this.positions.delete(group);
+    return position;
   }
 
   /** The reliable session's link, for a connection that resumes it. @internal */
@@ -493,6 +589,7 @@ export class WebSocketContext<
 
   /** @internal */
   transportClosed(disconnect: WebSocketDisconnect): void {
+    this.settings.metrics?.sessionClosed(disconnect.code);
     for (const group of this.groupNames ?? []) {
       this.settings.groups.leave(this, group);
     }
@@ -509,6 +606,7 @@ export class WebSocketContext<
 }
 
 const RESOLVED = Promise.resolve();
+const NOT_JOINED = Promise.resolve({ recovered: true, missed: 0 });
 const NO_GROUPS: ReadonlySet<string> = new Set();
 function ignore(): void {}
 

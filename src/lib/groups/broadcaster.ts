@@ -1,29 +1,33 @@
 import { Injectable } from '@nestjs/common';
+import type { Publication } from '../backplane/backplane';
 import { encode, WebSocketContext } from '../context/websocket-context';
-import { SessionRegistry } from '../session/session-registry';
+import { GroupHub } from './group-hub';
 import { GroupRegistry } from './group-registry';
+import { SessionRegistry } from '../session/session-registry';
 
 /**
- * Sends one message to many sessions of this instance: the members of groups (`socket.join`),
- * the sessions of a user, or all. The message is serialized once, whatever the number of members.
- * A member that is slow (more than its `sendHighWaterMark` waits for it, or in reliable mode its
- * replay buffer is full) is not waited for: it is closed with 1013 `Slow consumer`, as a peer that
- * does not read, so a broadcast neither waits for it nor piles messages up for it.
+ * Sends one message to many sessions, on every instance of the app: the members of groups
+ * (`socket.join`), the sessions of a user, or all. The message is serialized once, whatever the
+ * number of members. A member that is slow (more than its `sendHighWaterMark` waits for it, or in
+ * reliable mode its replay buffer is full) is not waited for: it is closed with 1013
+ * `Slow consumer`, as a peer that does not read, so a broadcast neither waits for it nor piles
+ * messages up for it.
  * @example
  * constructor(private readonly broadcaster: Broadcaster) {}
- * this.broadcaster.to(`room:${room}`).except(socket).send({ from, text });
+ * void this.broadcaster.to(`room:${room}`).except(socket).send({ from, text });
  * @publicApi
  */
 @Injectable()
 export class Broadcaster {
   constructor(
+    private readonly hub: GroupHub,
     private readonly groups: GroupRegistry,
     private readonly sessions: SessionRegistry,
   ) {}
 
   /** The members of `groups` (each session once, in whichever of them). */
   to(...groups: string[]): Broadcast {
-    return new Broadcast(() => {
+    return new Broadcast(this.hub, { groups }, () => {
       if (groups.length === 1) return this.groups.members(groups[0]);
       const members = new Set<WebSocketContext>();
       for (const group of groups) {
@@ -35,24 +39,26 @@ export class Broadcaster {
 
   /** Every session whose user has this id (the endpoint's `userId` option finds it). */
   toUser(userId: string | number): Broadcast {
-    const id = String(userId);
-    return new Broadcast(() =>
+    const user = String(userId);
+    return new Broadcast(this.hub, { user }, () =>
       Array.from(this.sessions.contexts()).filter(
-        (context) => context.userId === id,
+        (context) => context.userId === user,
       ),
     );
   }
 
-  /** Every session of this instance. */
+  /** Every session. */
   all(): Broadcast {
-    return new Broadcast(() => this.sessions.contexts());
+    return new Broadcast(this.hub, {}, () => this.sessions.contexts());
   }
 }
 
 /** A broadcast's audience, to narrow with `except`, count or send to. @publicApi */
 export class Broadcast {
   constructor(
-    private readonly audience: () => Iterable<WebSocketContext>,
+    private readonly hub: GroupHub,
+    private readonly target: Pick<Publication, 'groups' | 'user'>,
+    private readonly local: () => Iterable<WebSocketContext>,
     private readonly excluded: ReadonlySet<
       WebSocketContext | string
     > = new Set(),
@@ -61,42 +67,46 @@ export class Broadcast {
   /** The same audience without these sessions (contexts or ids). */
   except(...sessions: Array<WebSocketContext | string>): Broadcast {
     return new Broadcast(
-      this.audience,
+      this.hub,
+      this.target,
+      this.local,
       new Set([...this.excluded, ...sessions]),
     );
   }
 
-  /** How many sessions a `send()` now would reach. */
+  /** How many sessions of this instance a `send()` now would reach (`Presence.count` counts all). */
   get count(): number {
     let count = 0;
-    for (const _ of this.members()) count++;
+    for (const member of this.local()) {
+      const { state } = member;
+      if (state !== 'open' && state !== 'reconnecting') continue;
+      if (
+        this.excluded.has(member) ||
+        (member.knownId && this.excluded.has(member.knownId))
+      ) {
+        continue;
+      }
+      count++;
+    }
     return count;
   }
 
   /**
-   * Sends `data` (as `socket.send` encodes it, once) to each session of the audience; returns
-   * how many it was handed to. A slow member is closed with 1013 instead; a session that is
-   * closing is left out.
+   * Sends `data` (as `socket.send` encodes it, once) to each session of the audience, on every
+   * instance. A slow member is closed with 1013 instead; a session that is closing is left out.
+   * Resolves `true` once the backplane has it (in memory: once it was handed to each session
+   * here), `false` if it was lost (the broker was away longer than the backplane keeps
+   * publications); it never rejects.
    * @throws TypeError for a value with no JSON form (what its `toJSON` throws), before anything is sent
    */
-  send(data: unknown): number {
+  send(data: unknown): Promise<boolean> {
     const { payload, binary } = encode(data);
-    let sent = 0;
-    for (const member of this.members()) {
-      if (member.deliver(payload, binary)) sent++;
+    const publication: Publication = { ...this.target, payload, binary };
+    if (this.excluded.size) {
+      publication.except = Array.from(this.excluded, (session) =>
+        typeof session === 'string' ? session : session.id,
+      );
     }
-    return sent;
-  }
-
-  private *members(): Generator<WebSocketContext> {
-    const { excluded } = this;
-    for (const member of this.audience()) {
-      const { state } = member;
-      if (state !== 'open' && state !== 'reconnecting') continue;
-      if (excluded.size && (excluded.has(member) || excluded.has(member.id))) {
-        continue;
-      }
-      yield member;
-    }
+    return this.hub.publish(publication);
   }
 }

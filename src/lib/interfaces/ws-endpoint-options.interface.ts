@@ -1,3 +1,4 @@
+import type { Backplane } from '../backplane/backplane';
 import type { IncomingMessage } from 'node:http';
 import type { PerMessageDeflateOptions } from 'ws';
 import type { IdempotencyStore } from '../reliable/idempotency-store';
@@ -192,6 +193,31 @@ export interface WsEndpointsModuleOptions extends WsEndpointOptions {
    * @default new MemoryIdempotencyStore()
    */
   idempotencyStore?: IdempotencyStore;
+  /**
+   * What carries broadcasts and presence between the instances of the app: this instance's
+   * memory by default; a `RedisBackplane` for several instances. The module closes it at shutdown.
+   * @default new MemoryBackplane()
+   */
+  backplane?: Backplane;
+  /** How presence (`socket.join(group, { meta })`) behaves. */
+  presence?: PresenceOptions;
+}
+
+/** How presence behaves. @publicApi */
+export interface PresenceOptions {
+  /**
+   * ms a member that left stays listed: when its user joins again within it (a reconnection, a
+   * deploy), nobody hears a leave and a join.
+   * @default 5000
+   */
+  grace?: number;
+  /**
+   * ms a member stays listed after its instance last said it is alive: the instance says so
+   * every third of it, so the members of an instance that died leave every list within
+   * `ttl` plus a third of it.
+   * @default 15000
+   */
+  ttl?: number;
 }
 
 /** `WsEndpointOptions` with every default filled in. */

@@ -13,10 +13,17 @@
  * | `r <seq> <id>`    | server →  | the reply to request `<id>`                                |
  * | `x <seq> <id>`    | server →  | request `<id>` failed; payload: `{"status","message"}` JSON |
  * | `a <seq>`         | both      | cumulative ack: every message up to `<seq>` arrived        |
+ * | `g <seq> <pos>`   | server →  | a message to a group the session is in (reliable mode)     |
+ * | `s <seq> <pos>`   | server →  | the session is in a group, which stands at `<pos>`; no payload |
+ * | `l <seq> <pos>`   | server →  | the group's messages since the client's position are lost; it stands at `<pos>` |
  * | `p` / `o`         | client → / server → | liveness ping / its pong                         |
  *
  * `<seq>` counts a side's messages, requests and replies from 1 in reliable mode; it is 0 in
  * requests-only mode, which keeps no order. A request id is 1–64 of `A–Z a–z 0–9 _ -`.
+ * `<pos>` is `<offset> <epoch> <group>`: the group's offset of the message (or of its last one),
+ * the epoch of its history, and the group's name, URI-encoded. A client that connects again
+ * names each group's position (`ws_since=<offset>~<epoch>~<group>`, once per group): a new
+ * session that joins the group sends what it missed, every message, or `l`.
  * @publicApi
  */
 export const Frame = {
@@ -26,6 +33,9 @@ export const Frame = {
   Reply: 'r',
   Failure: 'x',
   Ack: 'a',
+  Group: 'g',
+  GroupPosition: 's',
+  GroupLost: 'l',
   Ping: 'p',
   Pong: 'o',
 } as const;
@@ -35,6 +45,17 @@ export type FrameKind = (typeof Frame)[keyof typeof Frame];
 /** The query parameters of a connection that resumes a session. @publicApi */
 export const RESUME_PARAM = 'ws_resume';
 export const ACK_PARAM = 'ws_ack';
+/** The query parameter that names a group's position (`<offset>~<epoch>~<group>`). */
+export const SINCE_PARAM = 'ws_since';
+
+/** Where a group stands: its last message's offset, in its history's epoch. @publicApi */
+export interface GroupPosition {
+  offset: number;
+  epoch: string;
+}
+
+/** The longest group name, in UTF-16 units. */
+export const MAX_GROUP_NAME = 128;
 
 /** What the server says first on every connection of an enveloped endpoint. @publicApi */
 export interface Welcome {
@@ -72,6 +93,9 @@ export interface Header {
   kind: FrameKind;
   seq: number;
   id?: string;
+  /** `g`, `s`, `l`: the group, and where it stands. */
+  group?: string;
+  position?: GroupPosition;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -100,6 +124,19 @@ export function parseHeader(line: string): Header | undefined {
       const seq = parseSeq(line, 2, line.length);
       return line[1] === ' ' && seq >= 0 ? { kind, seq } : undefined;
     }
+    case Frame.Group:
+    case Frame.GroupPosition:
+    case Frame.GroupLost: {
+      const fields = line.split(' ');
+      if (fields.length !== 5) return undefined;
+      const seq = parseSeq(fields[1], 0, fields[1].length);
+      const offset = parseSeq(fields[2], 0, fields[2].length);
+      const group = decodeGroup(fields[4]);
+      if (seq < 0 || offset < 0 || !fields[3] || group === undefined) {
+        return undefined;
+      }
+      return { kind, seq, group, position: { offset, epoch: fields[3] } };
+    }
     case Frame.Request:
     case Frame.Reply:
     case Frame.Failure: {
@@ -111,6 +148,38 @@ export function parseHeader(line: string): Header | undefined {
     }
     default:
       return undefined;
+  }
+}
+
+/** The tail of a `g`, `s` or `l` header: where `group` stands. */
+export function positionField(group: string, position: GroupPosition): string {
+  return `${position.offset} ${position.epoch} ${encodeURIComponent(group)}`;
+}
+
+/** A `ws_since` value: where the client left `group`. */
+export function sinceValue(group: string, position: GroupPosition): string {
+  return `${position.offset}~${position.epoch}~${group}`;
+}
+
+/** Parses a `ws_since` value; `undefined` when it is not one. */
+export function parseSince(
+  value: string,
+): { group: string; position: GroupPosition } | undefined {
+  const first = value.indexOf('~');
+  const second = value.indexOf('~', first + 1);
+  if (first < 1 || second < first + 2) return undefined;
+  const offset = parseSeq(value, 0, first);
+  const group = value.slice(second + 1);
+  if (offset < 0 || !group || group.length > MAX_GROUP_NAME) return undefined;
+  return { group, position: { offset, epoch: value.slice(first + 1, second) } };
+}
+
+function decodeGroup(field: string): string | undefined {
+  try {
+    const group = decodeURIComponent(field);
+    return group && group.length <= MAX_GROUP_NAME ? group : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -128,6 +197,10 @@ function parseSeq(line: string, start: number, end: number): number {
 
 /** The longest header line there is, with its `\n`: what a reader looks through for the `\n`. */
 export const MAX_HEADER = 2 + 15 + 1 + 64 + 1;
+
+/** The longest header line the server sends: a `g` with a long epoch and group. */
+export const MAX_SERVER_HEADER =
+  2 + 15 + 1 + 15 + 1 + 64 + 1 + 9 * MAX_GROUP_NAME + 1;
 
 /**
  * When a receiver acks (both sides do the same): after this many messages, or this many bytes,

@@ -135,6 +135,11 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
     return this.transport?.bufferedAmount ?? 0;
   }
 
+  /** Whether the session is reliable: numbered, acked, resumable. */
+  get reliable(): boolean {
+    return this.replay !== undefined;
+  }
+
   /** Whether a send now would wait: for acks (the replay buffer is full), or for the socket. */
   get congested(): boolean {
     return (this.replay?.full ?? false) || (this.transport?.congested ?? false);

@@ -32,8 +32,9 @@ import { closeForError, errorFrameFor } from './close-for-error';
 import { sendResult } from './handler-result';
 import { SessionRegistry } from './session-registry';
 import { SOCKET_ARGUMENT } from '../constants';
-import { GroupRegistry } from '../groups/group-registry';
+import { GroupHub } from '../groups/group-hub';
 import { userIdOf } from './user-id';
+import { WsMetrics } from '../metrics/ws-metrics';
 import {
   EnvelopeEndpoints,
   resumeRequestOf,
@@ -65,7 +66,8 @@ export class SessionRunner {
   constructor(
     private readonly registry: SessionRegistry,
     private readonly envelopes: EnvelopeEndpoints,
-    private readonly groups: GroupRegistry,
+    private readonly groups: GroupHub,
+    private readonly metrics: WsMetrics,
   ) {}
 
   /**
@@ -106,16 +108,17 @@ export class SessionRunner {
         );
       }
     }
-    const context = await upgrade.accept(
-      endpoint.server,
-      (ws) =>
-        new WebSocketContext(
-          ws,
-          upgrade.request,
-          endpoint.settings,
-          upgrade.routed,
-        ),
-    );
+    const context = await upgrade.accept(endpoint.server, (ws) => {
+      const opened = new WebSocketContext(
+        ws,
+        upgrade.request,
+        endpoint.settings,
+        upgrade.routed,
+      );
+      // counted once it has a connection, whose close the context counts (`transportClosed`)
+      endpoint.settings.metrics?.sessionOpened();
+      return opened;
+    });
     if (resume) context.markResumeFailed();
     upgrade.context = context;
     if (!detach) {
@@ -179,6 +182,7 @@ export class SessionRunner {
       envelope: this.envelopes.settings(definition),
       userId: userIdOf(definition.name, definition.options.userId),
       groups: this.groups,
+      metrics: this.metrics.endpoint(definition.paths.join(' | ')),
       onRejectedMessage: (socket, error, message) =>
         this.rejectMessage(definition, socket, error, message),
     };

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import WebSocket from 'ws';
 import { CloseCode } from '../context/close-code.enum';
+import type { EndpointMetrics } from '../metrics/endpoint-metrics';
 import { WebSocketMessage } from '../context/websocket-message';
 import { SafeLogger } from '../errors/safe-logger';
 import {
@@ -43,6 +44,8 @@ export interface TransportSettings {
   sendTimeout: number;
   /** Watches the peer for dead-peer detection; none when heartbeats are off. */
   heartbeat?: HeartbeatMonitor;
+  /** Counts the endpoint's messages, bytes and waiting sends. */
+  metrics?: EndpointMetrics;
 }
 
 /** Who learns how the connection ends: the session on top of it. */
@@ -173,6 +176,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
     ));
     const options = SEND_OPTIONS[Number(binary) * 2 + Number(fin)];
     if (window.mustWait) {
+      this.settings.metrics?.backpressure();
       return window.whenOpen().then(() => this.write(payload, options, window));
     }
     return this.write(payload, options, window);
@@ -260,6 +264,10 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
     } catch (error) {
       return Promise.reject(error);
     }
+    this.settings.metrics?.messageOut(
+      typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length,
+      options.fin,
+    );
     return RESOLVED;
   }
 
@@ -279,6 +287,7 @@ export class WsTransport implements InboundFlow, HeartbeatPeer {
 
   /** A message from the peer: queued, or dropped when it comes past the bound while closing. */
   received(data: Buffer, isBinary: boolean): void {
+    this.settings.metrics?.messageIn(data.length);
     // past the bound once we have closed, or once the peer is gone: nobody will read it
     if (this.full() && (this.phase !== 'open' || this.socket.destroyed)) return;
     if (this.sink) return this.sink.frame(this, data, isBinary);
