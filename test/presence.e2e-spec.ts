@@ -56,6 +56,16 @@ class PresenceController {
     return this.member(socket, room);
   }
 
+  /** A member sent the room's presence; `leave` leaves the room. */
+  @Ws('feed/:room', { heartbeat: false })
+  async feed(@Socket() socket: WebSocketContext, @Param('room') room: string) {
+    await socket.join(room, { meta: { name: socket.userId }, watch: true });
+    for await (const message of socket) {
+      if (message.text === 'leave') socket.leave(room);
+      await socket.send({ said: message.text });
+    }
+  }
+
   /** The room's presence events. */
   @Ws('watch/:room', { heartbeat: false })
   async watch(@Socket() socket: WebSocketContext, @Param('room') room: string) {
@@ -206,6 +216,34 @@ describe.each(platforms)(
         joins: [],
         leaves: [{ key: 'ann', userId: 'ann', meta: { name: 'ann' } }],
       });
+    });
+
+    it('sends a member that joins with watch: true the state, then joins and leaves, until it leaves', async () => {
+      const feed = open('/feed/r6?user=fay');
+      await until(() => feed.got.length === 1, 'the state');
+      // the state may or may not list fay herself yet; her join comes as a diff if it does not
+      const other = open('/room/r6?user=gus');
+      await until(
+        () => membersOf(feed.got as PresenceEvent[]).length === 2,
+        'gus joins',
+      );
+      other.ws.close();
+      await until(
+        () => membersOf(feed.got as PresenceEvent[]).join() === 'fay',
+        'gus leaves',
+      );
+      feed.ws.send('leave');
+      await until(
+        () => feed.got.some((m) => (m as { said?: string }).said === 'leave'),
+        'she leaves',
+      );
+      const seen = feed.got.length;
+      // a change after she left is not sent to her
+      const late = open('/room/r6?user=hal');
+      await until(() => late.got.length === 1, 'hal joins');
+      feed.ws.send('ping');
+      await until(() => feed.got.length === seen + 1, 'the next answer');
+      expect(feed.got.at(-1)).toEqual({ said: 'ping' });
     });
 
     it('makes no leave and join when the user is back within the grace period', async () => {

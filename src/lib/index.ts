@@ -36,11 +36,8 @@ export type {
 export { Broadcaster, Broadcast } from './groups/broadcaster';
 export type { JoinResult } from './groups/group-hub';
 export type { JoinOptions } from './context/websocket-context';
-export {
-  Presence,
-  type PresenceEvent,
-  type PresenceMember,
-} from './groups/presence';
+export { Presence } from './groups/presence';
+export type { PresenceEvent, PresenceMember } from './groups/presence-events';
 export { WS_BACKPLANE } from './constants';
 export type {
   Backplane,

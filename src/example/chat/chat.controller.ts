@@ -5,13 +5,7 @@ import {
   UsePipes,
   ValidationPipe,
 } from '@nestjs/common';
-import {
-  Broadcaster,
-  Presence,
-  Socket,
-  WebSocketContext,
-  Ws,
-} from 'nestjs-ws-endpoints';
+import { Broadcaster, Socket, WebSocketContext, Ws } from 'nestjs-ws-endpoints';
 import { ChatMessageDto } from './chat-message.dto';
 import { ChatTokenGuard, type ChatUser } from './chat-token.guard';
 import { RoomNamePipe } from './room-name.pipe';
@@ -36,14 +30,12 @@ export interface ChatMessage {
  * `ws://host/chat/:room`: a chat room in reliable mode, for `nestjs-ws-endpoints/client`. Each
  * message `{"text"}` goes to every member of the room, on every instance (with `REDIS_URL`),
  * as a {@link ChatMessage}; an invalid one gets an error frame. The room's presence comes as
- * `Presence.watch` emits it: `{"type":"state","members"}` first, then `{"type":"diff","joins","leaves"}`.
+ * `join(group, { watch: true })` sends it: `{"type":"state","members"}` first, then
+ * `{"type":"diff","joins","leaves"}`.
  */
 @Controller('chat')
 export class ChatController {
-  constructor(
-    private readonly broadcaster: Broadcaster,
-    private readonly presence: Presence,
-  ) {}
+  constructor(private readonly broadcaster: Broadcaster) {}
 
   @Ws(':room', { reliable: true, protocols: [CHAT_PROTOCOL] })
   // runs on the upgrade request: 401 before any socket exists
@@ -55,27 +47,24 @@ export class ChatController {
     @Param('room', RoomNamePipe) room: string,
   ): Promise<void> {
     const group = `chat:${room}`;
-    await socket.join(group, { meta: { since: new Date().toISOString() } });
-    const watching = this.presence
-      .watch(group)
-      .subscribe((event) => void socket.send(event).catch(() => undefined));
-    try {
-      for await (const { text } of socket.messages(ChatMessageDto)) {
-        const message: ChatMessage = {
-          room,
-          from: socket.user.id,
-          text,
-          at: new Date().toISOString(),
-        };
-        // false only when the broker was away for longer than the backplane holds a message
-        if (!(await this.broadcaster.to(group).send(message))) {
-          await socket.send({
-            error: { status: 503, message: 'Not delivered: try again.' },
-          });
-        }
+    // listed in the room's presence, and sent its members, then each join and leave
+    await socket.join(group, {
+      meta: { since: new Date().toISOString() },
+      watch: true,
+    });
+    for await (const { text } of socket.messages(ChatMessageDto)) {
+      const message: ChatMessage = {
+        room,
+        from: socket.user.id,
+        text,
+        at: new Date().toISOString(),
+      };
+      // false only when the broker was away for longer than the backplane holds a message
+      if (!(await this.broadcaster.to(group).send(message))) {
+        await socket.send({
+          error: { status: 503, message: 'Not delivered: try again.' },
+        });
       }
-    } finally {
-      watching.unsubscribe();
     }
   }
 }

@@ -90,6 +90,7 @@ export interface SessionGroups {
     context: WebSocketContext,
     group: string,
     meta: unknown,
+    watch: boolean,
   ): Promise<JoinResult>;
   leave(context: WebSocketContext, group: string): void;
 }
@@ -101,6 +102,11 @@ export interface JoinOptions {
    * instance; without it, the session is a member but not listed.
    */
   meta?: unknown;
+  /**
+   * Sends the session the group's presence, as `Presence.watch()` emits it (a `PresenceEvent`,
+   * JSON): its members, then each join and leave, until the session leaves the group.
+   */
+  watch?: boolean;
 }
 
 /** A request as the HTTP platform leaves it after routing and guards. */
@@ -213,13 +219,13 @@ export class WebSocketContext<
     ) {
       throw new TypeError(INVALID_GROUP(group));
     }
-    const { meta } = options;
+    const { meta, watch = false } = options;
     if (meta !== undefined && JSON.stringify(meta) === undefined) {
       throw new TypeError(INVALID_META);
     }
     if (this.state === 'closed') return NOT_JOINED;
     (this.groupNames ??= new Set()).add(group);
-    return this.settings.groups.join(this, group, meta);
+    return this.settings.groups.join(this, group, meta, watch);
   }
 
   /** Leaves `group`. */

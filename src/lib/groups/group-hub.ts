@@ -23,6 +23,8 @@ import { SessionRegistry } from '../session/session-registry';
 import { GroupCursors } from './group-cursors';
 import { GroupRegistry } from './group-registry';
 import { PresenceTracker } from './presence-tracker';
+import { presenceEvents } from './presence-events';
+import type { Subscription } from 'rxjs';
 
 /** What `socket.join()` resolves with. @publicApi */
 export interface JoinResult {
@@ -62,6 +64,11 @@ export class GroupHub
     Map<string, Publication[]>
   >();
   private readonly cursors?: GroupCursors;
+  /** The presence events each member is sent, by group. */
+  private readonly feeds = new Map<
+    WebSocketContext,
+    Map<string, Subscription>
+  >();
 
   constructor(
     private readonly registry: GroupRegistry,
@@ -98,9 +105,12 @@ export class GroupHub
     context: WebSocketContext,
     group: string,
     meta: unknown,
+    watch: boolean,
   ): Promise<JoinResult> {
     if (meta !== undefined) this.tracker.track(context, group, meta);
     else this.tracker.untrack(context, group);
+    if (watch) this.feed(context, group);
+    else this.unfeed(context, group);
     // joining again changes the presence's meta only
     if (this.registry.members(group).has(context))
       return Promise.resolve(RECOVERED);
@@ -125,7 +135,30 @@ export class GroupHub
       this.recovering.delete(context);
     }
     this.tracker.untrack(context, group);
+    this.unfeed(context, group);
     this.interested(group, -1);
+  }
+
+  /** Sends a member the group's presence events (`join(group, { watch: true })`) until it leaves. */
+  private feed(context: WebSocketContext, group: string): void {
+    let feeds = this.feeds.get(context);
+    if (feeds?.has(group)) return;
+    if (!feeds) this.feeds.set(context, (feeds = new Map()));
+    const events = presenceEvents(
+      group,
+      () => this.backplane.presenceList(group),
+      (listener) => this.watch(group, listener),
+    );
+    feeds.set(
+      group,
+      events.subscribe((event) => void context.send(event).catch(ignore)),
+    );
+  }
+
+  private unfeed(context: WebSocketContext, group: string): void {
+    const feeds = this.feeds.get(context);
+    feeds?.get(group)?.unsubscribe();
+    if (feeds?.delete(group) && !feeds.size) this.feeds.delete(context);
   }
 
   /** Calls `listener` with each change of `group`'s presence; returns how to stop. */

@@ -1,31 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { Observable } from 'rxjs';
-import type {
-  Backplane,
-  PresenceDiff,
-  PresenceEntry,
-} from '../backplane/backplane';
+import type { Observable } from 'rxjs';
+import type { Backplane } from '../backplane/backplane';
 import { WS_BACKPLANE } from '../constants';
 import { GroupHub } from './group-hub';
-
-/** A member of a group's presence: a user (or a session without one), with its metadata. @publicApi */
-export interface PresenceMember {
-  /** The user's id, or the session's id when the session has no user. */
-  key: string;
-  userId?: string;
-  /** What its session published with `socket.join(group, { meta })` (its first session's). */
-  meta: unknown;
-}
-
-/** What `Presence.watch()` emits: the members first, then each change. @publicApi */
-export type PresenceEvent =
-  | { type: 'state'; group: string; members: PresenceMember[] }
-  | {
-      type: 'diff';
-      group: string;
-      joins: PresenceMember[];
-      leaves: PresenceMember[];
-    };
+import {
+  membersOf,
+  type PresenceEvent,
+  type PresenceMember,
+  presenceEvents,
+} from './presence-events';
 
 /**
  * Who is in a group, on every instance: the sessions that joined it with `meta`
@@ -46,11 +29,7 @@ export class Presence {
 
   /** The group's members, one per user. */
   async list(group: string): Promise<PresenceMember[]> {
-    const members = new Map<string, PresenceMember>();
-    for (const entry of await this.backplane.presenceList(group)) {
-      if (!members.has(entry.key)) members.set(entry.key, memberOf(entry));
-    }
-    return Array.from(members.values());
+    return membersOf(await this.backplane.presenceList(group));
   }
 
   /** How many members the group has: cheap for a big group, where a list is not. */
@@ -59,61 +38,17 @@ export class Presence {
   }
 
   /**
-   * The group's members (`state`), then each change (`diff`), for as long as it is subscribed:
-   * what a member list in a page needs. It never errors: while the broker is away, the list is
-   * asked for again every second.
+   * The group's members (`state`), then each change (`diff`), for as long as it is subscribed.
+   * It never errors: while the broker is away, the list is asked for again every second. A
+   * member that should see them can rather join with `{ watch: true }`.
    * @example
-   * const watching = this.presence.watch(room).subscribe((event) => void socket.send(event).catch(() => {}));
-   * socket.closed.finally(() => watching.unsubscribe());
+   * this.presence.watch(room).subscribe((event) => chart.update(event));
    */
   watch(group: string): Observable<PresenceEvent> {
-    return new Observable<PresenceEvent>((subscriber) => {
-      // changes that come before the list are held, then follow it
-      let held: PresenceDiff[] | undefined = [];
-      const stop = this.hub.watch(group, (diff) => {
-        if (held) held.push(diff);
-        else subscriber.next(diffEvent(group, diff));
-      });
-      let retry: NodeJS.Timeout | undefined;
-      // the broker may be away: the list is asked again until it answers
-      const state = () =>
-        this.list(group).then(
-          (members) => {
-            if (subscriber.closed) return;
-            subscriber.next({ type: 'state', group, members });
-            for (const diff of held ?? [])
-              subscriber.next(diffEvent(group, diff));
-            held = undefined;
-          },
-          () => {
-            if (!subscriber.closed)
-              retry = setTimeout(state, LIST_RETRY).unref();
-          },
-        );
-      void state();
-      return () => {
-        clearTimeout(retry);
-        stop();
-      };
-    });
+    return presenceEvents(
+      group,
+      () => this.backplane.presenceList(group),
+      (listener) => this.hub.watch(group, listener),
+    );
   }
-}
-
-/** ms before a list the broker did not answer is asked again. */
-const LIST_RETRY = 1000;
-
-function memberOf({ key, userId, meta }: PresenceEntry): PresenceMember {
-  return userId === undefined ? { key, meta } : { key, userId, meta };
-}
-
-function diffEvent(
-  group: string,
-  { joins, leaves }: PresenceDiff,
-): PresenceEvent {
-  return {
-    type: 'diff',
-    group,
-    joins: joins.map(memberOf),
-    leaves: leaves.map(memberOf),
-  };
 }
