@@ -19,6 +19,7 @@ import {
   WebSocketSessions,
   Ws,
   WsEndpointsModule,
+  WsMetrics,
 } from 'nestjs-ws-endpoints';
 import { connect, type WsClient } from 'nestjs-ws-endpoints/client';
 import { FaultProxy } from './utils/fault-proxy';
@@ -51,7 +52,7 @@ class PresenceController {
     return this.member(socket, room);
   }
 
-  @Ws('reliable/:room', { heartbeat: false, reliable: { resumeWindow: 200 } })
+  @Ws('reliable/:room', { heartbeat: false, reliable: { resumeWindow: 1000 } })
   reliable(@Socket() socket: WebSocketContext, @Param('room') room: string) {
     return this.member(socket, room);
   }
@@ -340,8 +341,29 @@ describe.each(platforms)(
         proxy = await FaultProxy.start({ port });
       });
 
+      it('resumes on its own instance with what the room got meanwhile, and counts the resume', async () => {
+        const broadcaster = app.get(Broadcaster);
+        const { resumes } = app.get(WsMetrics).snapshot();
+        const rita = member('r7', 'rita');
+        await until(() => rita.got.length === 1, 'rita joins');
+        proxy!.refuse();
+        proxy!.cutAll();
+        const [session] = sessions.get('rita')!;
+        await until(
+          () => session.state === 'reconnecting',
+          'the session waits',
+        );
+        await broadcaster.to('r7').send({ text: 'while away' });
+        proxy!.allow();
+        await until(() => rita.got.length === 2, 'the message, on resume');
+        expect(rita.got[1]).toEqual({ text: 'while away' });
+        expect(sessions.get('rita')).toHaveLength(1);
+        expect(app.get(WsMetrics).snapshot().resumes).toBe(resumes + 1);
+      });
+
       it('recovers what its room got meanwhile, before what comes after, when it joins again', async () => {
         const broadcaster = app.get(Broadcaster);
+        const { recoveries } = app.get(WsMetrics).snapshot();
         const rita = member('r3', 'rita');
         await until(() => rita.got.length === 1, 'rita joins');
         await broadcaster.to('r3').send({ text: 'before' });
@@ -364,11 +386,16 @@ describe.each(platforms)(
           { joined: 'r3', recovered: true, missed: 2 },
           { text: 'after' },
         ]);
+        expect(app.get(WsMetrics).snapshot().recoveries).toEqual({
+          ok: recoveries.ok + 1,
+          failed: recoveries.failed,
+        });
         expect(rita.lost).toEqual([]);
       });
 
       it('gets none of them, and is told, when the history no longer has them all', async () => {
         const broadcaster = app.get(Broadcaster);
+        const { recoveries } = app.get(WsMetrics).snapshot();
         const rita = member('r4', 'rita');
         await until(() => rita.got.length === 1, 'rita joins');
         await broadcaster.to('r4').send({ text: 'before' });
@@ -384,6 +411,9 @@ describe.each(platforms)(
           recovered: false,
           missed: 0,
         });
+        expect(app.get(WsMetrics).snapshot().recoveries.failed).toBe(
+          recoveries.failed + 1,
+        );
         expect(rita.lost).toEqual(['r4']);
         await broadcaster.to('r4').send({ text: 'after' });
         await until(() => rita.got.length === 4, 'the live message');

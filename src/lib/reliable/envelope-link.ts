@@ -176,7 +176,10 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
     }
     clearTimeout(this.expiry);
     this.expiry = undefined;
-    if (resumed) this.resumes++;
+    if (resumed) {
+      this.resumes++;
+      this.settings.metrics?.resumed();
+    }
     const observer = new ConnectionObserver(this);
     const transport = new WsTransport(
       ws,
@@ -268,6 +271,8 @@ export class EnvelopeLink implements SessionLink, InboundFlow, FrameSink {
       });
     }
     if (!replay.full) return sent;
+    // waits for the client's acks: as for a slow peer
+    this.settings.metrics?.backpressure();
     const room = replay.whenRoom();
     this.awaitAcks();
     return Promise.all([sent, room]).then(() => undefined);
