@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as wait } from 'node:timers/promises';
 import type { LoadCommand, Protocol } from './load/load';
+import { groupsBenchmark, isGroupsWorkload } from './groups';
 import { reliableBenchmark } from './reliable';
 import { AUTH_HEADER } from './servers/serve';
 import { fmt, median } from './stats';
@@ -16,7 +17,9 @@ import { fmt, median } from './stats';
 const quick = process.argv.includes('--quick');
 // --only=ours,raw-ws and --workloads=echo-1000-text narrow a run (raw ws, and the floor of a
 // server that has one, always run); reliable mode's benchmark (bench/reliable.ts) runs last,
-// unless --only or --workloads leaves it out (--workloads=reliable runs it alone); --idle=19000
+// unless --only or --workloads leaves it out (--workloads=reliable runs it alone), then the groups
+// benchmark (bench/groups.ts) the same way (--workloads=groups, or one of its parts:
+// --workloads=groups-broadcast); --idle=19000
 // sets the number of idle connections (each costs a file descriptor on both sides: see
 // `ulimit -n`, and bench/vm.sh where it cannot be raised);
 // --profile writes the servers' CPU profiles to bench/results/profiles (open them in Chrome
@@ -659,6 +662,11 @@ async function main() {
   const withReliable = onlyWorkloads
     ? onlyWorkloads.includes('reliable')
     : !only;
+  const groupsWorkloads = onlyWorkloads
+    ? onlyWorkloads.filter(isGroupsWorkload)
+    : only
+      ? []
+      : ['groups'];
   const runs = (workload: Workload) =>
     servers.filter(
       (spec) =>
@@ -740,6 +748,23 @@ async function main() {
       })
     : undefined;
 
+  const groups = groupsWorkloads.length
+    ? await groupsBenchmark(
+        {
+          quick,
+          repeats: REPEATS,
+          start: (file, nodeArgs) =>
+            new Child(join('servers', file), 0, {
+              profiled: profile,
+              nodeArgs,
+            }),
+          startLoad: (file) => new Child(join('load', file), 1),
+          log: (line) => process.stderr.write(`  ${line}\n`),
+        },
+        groupsWorkloads,
+      )
+    : undefined;
+
   for (const workload of workloads)
     console.log(`${table(workload, results.get(workload.id)!)}\n`);
   if (crossCheck) {
@@ -750,6 +775,7 @@ async function main() {
     );
   }
   if (reliable) console.log(`${reliable.markdown}\n`);
+  if (groups) console.log(`${groups.markdown}\n`);
 
   const file = writeJson(quick ? '-quick' : '', {
     machine,
@@ -763,6 +789,7 @@ async function main() {
     ),
     crossCheck,
     reliable: reliable?.json,
+    groups: groups?.json,
   });
   console.log(`JSON: ${file}`);
   stopAll();

@@ -11,7 +11,11 @@ import {
   receiveSignal,
   type ReceiveOptions,
 } from '../transport/inbound-queue';
-import { TransportSettings, WsTransport } from '../transport/ws-transport';
+import {
+  SENT,
+  TransportSettings,
+  WsTransport,
+} from '../transport/ws-transport';
 import { EnvelopeLink, type EnvelopeSettings } from '../reliable/envelope-link';
 import {
   Frame,
@@ -251,18 +255,17 @@ export class WebSocketContext<
       return false;
     }
     const link = group && position && this.link;
-    if (link && link.reliable) {
-      link
-        .sendFrame(
-          Frame.Group,
-          payload,
-          binary,
-          positionField(group!, position!),
-        )
-        .catch(ignore);
-    } else {
-      this.transport.send(payload, binary, true).catch(ignore);
-    }
+    const sent =
+      link && link.reliable
+        ? link.sendFrame(
+            Frame.Group,
+            payload,
+            binary,
+            positionField(group!, position!),
+          )
+        : this.transport.send(payload, binary, true);
+    // most sends are taken at once: no promise of our own for each member then
+    if (sent !== SENT) sent.catch(ignore);
     return true;
   }
 
