@@ -344,8 +344,16 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
     expect(seen.map((w) => w.members)).toEqual([['lea'], ['lea']]);
   });
 
-  it('a reliable client whose instance crashed recovers what its room got meanwhile, through another instance', async () => {
-    const [first, other] = await start(2);
+  /**
+   * Rita on one instance and Sam on another; Rita's instance is killed, `missed` messages of
+   * Sam's go to the room, and a new instance takes the crashed one's port (it never had Rita's
+   * session): resolves once Rita, on it, has the live message that follows.
+   */
+  async function crashAndRecover(
+    missed: string[],
+    env: Record<string, string> = {},
+  ) {
+    const [first, other] = await start(2, env);
     const rita = member(first, 'rita');
     const sam = member(other, 'sam');
     await Promise.all([rita.joined(), sam.joined()]);
@@ -359,15 +367,16 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
       () => rita.client.state === 'reconnecting',
       'rita sees the drop',
     );
-    sam.say('while-away-1');
-    sam.say('while-away-2');
+    for (const text of missed) sam.say(text);
     await until(
-      () => sam.texts.includes('sam:while-away-2'),
-      'the room got both',
+      () => sam.texts.includes(`sam:${missed.at(-1)}`),
+      'the room got them',
     );
-    // a new instance on the crashed one's port: it never had rita's session
     instances.push(
-      await Instance.start(first.port, prefix, { fixture: 'cluster-instance' }),
+      await Instance.start(first.port, prefix, {
+        fixture: 'cluster-instance',
+        env,
+      }),
     );
     await rita.joined(2);
     sam.say('after');
@@ -375,6 +384,11 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
       () => rita.texts.includes('sam:after'),
       'rita gets the live message',
     );
+    return rita;
+  }
+
+  it('a reliable client whose instance crashed recovers what its room got meanwhile, through another instance', async () => {
+    const rita = await crashAndRecover(['while-away-1', 'while-away-2']);
     expect(rita.texts).toEqual([
       'sam:before',
       'sam:while-away-1',
@@ -386,30 +400,8 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
   });
 
   it('recovers all or nothing: when the history no longer has every missed message, the client gets none and is told', async () => {
-    const [first, other] = await start(2, { HISTORY_SIZE: '3' });
-    const rita = member(first, 'rita');
-    const sam = member(other, 'sam');
-    await Promise.all([rita.joined(), sam.joined()]);
-    sam.say('before');
-    await until(
-      () => rita.texts.includes('sam:before'),
-      'rita gets the first message',
-    );
-    await first.stop('SIGKILL');
-    for (let n = 0; n < 5; n++) sam.say(`missed-${n}`);
-    await until(() => sam.texts.includes('sam:missed-4'), 'the room got them');
-    instances.push(
-      await Instance.start(first.port, prefix, {
-        fixture: 'cluster-instance',
-        env: { HISTORY_SIZE: '3' },
-      }),
-    );
-    await rita.joined(2);
-    sam.say('after');
-    await until(
-      () => rita.texts.includes('sam:after'),
-      'rita gets the live message',
-    );
+    const missed = Array.from({ length: 5 }, (_, n) => `missed-${n}`);
+    const rita = await crashAndRecover(missed, { HISTORY_SIZE: '3' });
     expect(rita.texts).toEqual(['sam:before', 'sam:after']);
     expect(rita.joins[1]).toMatchObject({ recovered: false, missed: 0 });
     expect(rita.lost).toEqual(['lobby']);
