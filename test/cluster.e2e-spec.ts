@@ -26,6 +26,8 @@ interface Chat {
   recovered?: boolean;
   missed?: number;
   pid?: number;
+  /** The user a `toUser` message was sent to. */
+  to?: string;
 }
 
 /** A reliable chat member (the package's client), with what it got from the moment it is made. */
@@ -53,11 +55,16 @@ class Member {
     this.client.close();
   }
 
-  /** The chat messages, without the `joined` notes. */
+  /** The room's messages, without the `joined` notes. */
   get texts(): string[] {
     return this.got.flatMap((m) =>
-      m.text === undefined ? [] : [`${m.from}:${m.text}`],
+      m.text === undefined || m.to ? [] : [`${m.from}:${m.text}`],
     );
+  }
+
+  /** What was sent to its user (`toUser`). */
+  get private(): string[] {
+    return this.got.flatMap((m) => (m.to ? [`${m.from}:${m.text}`] : []));
   }
 
   get joins(): Chat[] {
@@ -251,9 +258,21 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
         ),
       ),
     );
-    for (const session of dana)
-      expect(session.texts).toEqual(['sam:psst', 'sam:all']);
-    expect(other.texts).toEqual(['sam:all']);
+    await Promise.all(
+      dana.map((m) => until(() => m.private.length === 1, 'dana gets hers')),
+    );
+    for (const session of dana) {
+      expect(session.private).toEqual(['sam:psst']);
+      expect(session.texts).toEqual(['sam:all']);
+    }
+    // a later message to the room comes after the one to dana: no second copy was on its way
+    sender.say('last');
+    await until(() => other.texts.includes('sam:last'), 'olga gets the last');
+    await Promise.all(
+      dana.map((m) => until(() => m.texts.includes('sam:last'), 'dana too')),
+    );
+    expect(dana.map((m) => m.private)).toEqual([['sam:psst'], ['sam:psst']]);
+    expect(other.private).toEqual([]);
   });
 
   it('presence lists the members of every instance, and watchers get joins and leaves as diffs', async () => {
@@ -435,6 +454,7 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
       a1.say('down-1');
       a1.say('down-2');
       b1.say('down-3');
+      a1.say('psst', 'b1'); // to b1's user, on the other instance
       // local delivery goes on: a2 is on a1's instance, b1 hears itself
       await until(
         () => a2.texts.includes('a1:down-2') && b1.texts.includes('b1:down-3'),
@@ -447,6 +467,11 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
           until(() => m.texts.length === 4, `${m.user} gets all four`, 15_000),
         ),
       );
+      await until(
+        () => b1.private.length === 1,
+        'b1 gets what was sent to its user',
+      );
+      expect(b1.private).toEqual(['a1:psst']);
       for (const m of all) {
         expect(m.texts.filter((t) => t.startsWith('a1:'))).toEqual([
           'a1:up',
@@ -464,9 +489,10 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
         ),
       );
       expect(all.map((m) => m.texts.length)).toEqual([5, 5, 5]);
+      expect(b1.private).toEqual(['a1:psst']);
     });
 
-    it('what pub/sub drops while Redis stays up is read from the group stream, once, in order', async () => {
+    it("what pub/sub drops while Redis stays up is read from the group's stream, and toUser's from everyone's, once, in order", async () => {
       const [a, b] = await start(2, {}, redis.url);
       const sender = member(a, 'sender');
       const far = member(b, 'far');
@@ -479,6 +505,7 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
         await admin.client('KILL', 'TYPE', 'pubsub');
         sender.say('2');
         sender.say('3');
+        sender.say('psst', 'far');
       } finally {
         admin.disconnect();
       }
@@ -491,6 +518,11 @@ describeWithRedis('groups, toUser and presence across three instances', () => {
         15_000,
       );
       expect(sender.texts).toEqual(['sender:1', 'sender:2', 'sender:3']);
+      await until(
+        () => far.private.length === 1,
+        'far gets the one to its user',
+      );
+      expect(far.private).toEqual(['sender:psst']);
     });
 
     it('presence converges once Redis is back', async () => {

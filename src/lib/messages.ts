@@ -122,20 +122,28 @@ export const USER_ID_FAILED = (endpoint: string) =>
   `The userId option of WebSocket handler ${endpoint} threw; the session has no user id`;
 
 export const INVALID_GROUP = (group: unknown) =>
-  typeof group === 'string' && group.length > MAX_GROUP_NAME
-    ? `A group's name has at most ${MAX_GROUP_NAME} characters, got ${group.length}.`
-    : `A group is named by a non-empty string, got ${typeof group === 'string' ? '""' : typeof group}.`;
+  typeof group !== 'string' || group === ''
+    ? `A group is named by a non-empty string, got ${typeof group === 'string' ? '""' : typeof group}.`
+    : group.length > MAX_GROUP_NAME
+      ? `A group's name has at most ${MAX_GROUP_NAME} characters, got ${group.length}.`
+      : "A group's name must be well-formed Unicode: it has a lone surrogate.";
 
 export const INVALID_META =
-  "A presence's meta must have a JSON form (socket.join(group, { meta })).";
+  "A presence's meta must have a JSON form that JSON.stringify can make (socket.join(group, { meta })).";
+
+/** How the logs name a group's stream; `''` is the stream of toUser, all() and several groups. */
+const streamName = (group: string) =>
+  group === ''
+    ? 'the broadcasts to users, to all and to several groups'
+    : `group "${group}"`;
 
 export const GROUP_HISTORY_RESET = (group: string) =>
-  `The history of group "${group}" started over (the broker restarted empty, or the group was idle past its TTL): messages sent to it just before may not have reached this instance's members.`;
+  `The history of ${streamName(group)} started over (the broker restarted empty, or the group was idle past its TTL): messages sent to it just before may not have reached this instance's members.`;
 
 export const GROUP_MESSAGES_LOST = (group: string, detail?: string) =>
   detail === undefined
-    ? `Messages of group "${group}" did not reach this instance and its history no longer has them; reliable members are told (their client emits 'lost').`
-    : `Could not read the history of group "${group}" to fill a gap: ${detail}. The next position check tries again.`;
+    ? `Messages of ${streamName(group)} did not reach this instance and its history no longer has them; reliable members are told (their client emits 'lost').`
+    : `Could not read the history of ${streamName(group)} to fill a gap: ${detail}. The next position check tries again.`;
 
 export const BROKER_AWAY = (detail: string) =>
   `Redis is away (${detail}): this instance's sessions still get what is published here, and publications are held until it is back.`;

@@ -15,7 +15,10 @@ export interface Publication {
   except?: string[];
   payload: string | Buffer;
   binary: boolean;
-  /** Its place in the group's history (single-group publications, when the backplane keeps one). */
+  /**
+   * Its place in its stream (the group's for a single-group publication, else `EVERYONE`'s), when
+   * the backplane keeps one.
+   */
   position?: StreamPosition;
   /**
    * Set by the backplane on what this instance already handed to its own sessions (it published
@@ -40,6 +43,13 @@ export interface PresenceDiff {
   joins: PresenceEntry[];
   leaves: PresenceEntry[];
 }
+
+/**
+ * The stream of the publications that are not for exactly one group (`toUser`, `all()`, several
+ * groups): a lossy backplane numbers them as a group's, so that what pub/sub drops is found. No
+ * session can join it (a group has a name).
+ */
+export const EVERYONE = '';
 
 /** What a backplane hands to its instance. */
 export interface BackplaneReceiver {

@@ -1,8 +1,12 @@
+import type { Publication } from './backplane';
+
 /** A publication held while the broker is away, with how to settle its `publish()`. */
 export interface Held {
   body: Buffer;
   /** Its only group, when it goes into the group's stream. */
   group?: string;
+  /** What was published, once it is held (handed to this instance's sessions already). */
+  publication?: Publication;
   at: number;
   settle(published: boolean): void;
 }
@@ -27,6 +31,8 @@ export class OutageBuffer {
   private readonly maxMessages: number;
   private readonly maxBytes: number;
   private readonly maxAge: number;
+  /** Gives up the oldest when it has waited `maxAge`, whether or not anything else happens. */
+  private timer?: NodeJS.Timeout;
 
   constructor({
     messages = 10_000,
@@ -54,6 +60,7 @@ export class OutageBuffer {
     }
     this.held.push(item);
     this.bytes += item.body.length;
+    this.schedule();
     return true;
   }
 
@@ -71,8 +78,23 @@ export class OutageBuffer {
 
   /** Gives everything up as lost. */
   clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     for (const item of this.held.splice(0)) item.settle(false);
     this.bytes = 0;
+  }
+
+  private schedule(): void {
+    if (this.timer || !this.held.length) return;
+    const due = this.held[0].at + this.maxAge - Date.now();
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.expire();
+        this.schedule();
+      },
+      Math.max(due, 0) + 1,
+    ).unref();
   }
 
   private expire(): void {

@@ -32,12 +32,6 @@ export function encodeBody(
   ]);
 }
 
-/** The message of a publication with no place in a stream. */
-export function unsequenced(body: Buffer): Buffer {
-  return Buffer.concat([UNSEQUENCED, body]);
-}
-
-const UNSEQUENCED = Buffer.from('0 - ');
 const SPACE = 0x20;
 const NEWLINE = 0x0a;
 

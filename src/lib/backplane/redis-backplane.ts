@@ -3,17 +3,18 @@ import type { Redis } from 'ioredis';
 import { describeError } from '../errors/describe-error';
 import { SafeLogger } from '../errors/safe-logger';
 import { BROADCAST_LOST, BROKER_AWAY, BROKER_BACK } from '../messages';
-import type {
-  Backplane,
-  BackplaneReceiver,
-  GroupHistory,
-  PresenceDiff,
-  PresenceEntry,
-  Publication,
-  StreamPosition,
+import {
+  type Backplane,
+  type BackplaneReceiver,
+  EVERYONE,
+  type GroupHistory,
+  type PresenceDiff,
+  type PresenceEntry,
+  type Publication,
+  type StreamPosition,
 } from './backplane';
 import { type Held, OutageBuffer, type OutageLimits } from './outage-buffer';
-import { decodeMessage, encodeBody, unsequenced } from './publication-codec';
+import { decodeMessage, encodeBody } from './publication-codec';
 import * as scripts from './redis-scripts';
 
 /** Options of `RedisBackplane`. @publicApi */
@@ -110,6 +111,7 @@ export class RedisBackplane implements Backplane {
   }
 
   publish(publication: Publication): Promise<boolean> {
+    if (this.closed) return LOST;
     return new Promise((settle) => {
       const group =
         publication.groups?.length === 1 ? publication.groups[0] : undefined;
@@ -127,6 +129,8 @@ export class RedisBackplane implements Backplane {
       this.send(item).then(
         () => settle(true),
         (error: unknown) => {
+          // Redis answered, and refused it (out of memory, a script error): not a lost Redis
+          if (isReply(error)) return item.settle(false);
           this.lostBroker(error);
           this.hold(item, publication);
         },
@@ -238,10 +242,8 @@ export class RedisBackplane implements Backplane {
     await Promise.all([this.commands, this.subscriber].map(disconnect));
   }
 
-  private send({ body, group }: Held): Promise<unknown> {
-    if (group === undefined) {
-      return this.commands.spublish(this.everyone, unsequenced(body));
-    }
+  /** Numbers a publication in its stream (its group's, or everyone's), keeps it, publishes it. */
+  private send({ body, group = EVERYONE }: Held): Promise<[number, string]> {
     return this.run.wsPublish(
       this.key(group, 'm'),
       this.key(group, 's'),
@@ -250,13 +252,14 @@ export class RedisBackplane implements Backplane {
       this.historyTtl,
       this.channel(group),
       newEpoch(),
-    );
+    ) as Promise<[number, string]>;
   }
 
   /** Holds a publication Redis could not take, after handing it to this instance's sessions. */
   private hold(item: Held, publication: Publication): void {
     this.receiver?.publication(publication);
     item.body = encodeBody(publication, this.instance, true);
+    item.publication = publication;
     this.held.hold(item);
   }
 
@@ -279,9 +282,23 @@ export class RedisBackplane implements Backplane {
         item && !this.closed;
         item = this.held.first()
       ) {
-        await this.send(item);
+        const placed = await this.send(item).then(
+          ([offset, epoch]) => ({ offset, epoch }),
+          (error: unknown) => {
+            if (isReply(error)) return undefined;
+            throw error;
+          },
+        );
         this.held.shift();
-        item.settle(true);
+        item.settle(placed !== undefined);
+        // this instance learns its place now, not from its echo, which its subscription may miss
+        if (placed) {
+          this.receiver?.publication({
+            ...item.publication!,
+            position: placed,
+            delivered: true,
+          });
+        }
       }
     } catch (error) {
       this.lostBroker(error);
@@ -332,15 +349,18 @@ export class RedisBackplane implements Backplane {
   }
 
   private get everyone(): string {
-    return `${this.prefix}:all`;
+    return this.channel(EVERYONE);
   }
 
+  /** A group's channel, `<prefix>:{<group>}`; everyone's is `<prefix>:all{all}`. */
   private channel(group: string): string {
-    return `${this.prefix}:{${group}}`;
+    return group === EVERYONE
+      ? `${this.prefix}:all{all}`
+      : `${this.prefix}:{${group}}`;
   }
 
   private key(group: string, kind: string): string {
-    return `${this.prefix}:{${group}}:${kind}`;
+    return `${this.channel(group)}:${kind}`;
   }
 
   private presenceKeys(group: string): [string, string, string] {
@@ -371,6 +391,13 @@ const SCRIPTS: Array<[string, string, number]> = [
   ['wsPresenceSweep', scripts.PRESENCE_SWEEP, 3],
   ['wsPresenceList', scripts.PRESENCE_LIST, 2],
 ];
+
+const LOST = Promise.resolve(false);
+
+/** Whether `error` is Redis's answer to a command (it refused it), not a lost connection. */
+function isReply(error: unknown): boolean {
+  return (error as Error | undefined)?.name === 'ReplyError';
+}
 
 const P = 0x70;
 const SPACE = 0x20;

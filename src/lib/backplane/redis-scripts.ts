@@ -22,7 +22,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-1', 'm', message)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('SPUBLISH', ARGV[4], message)
-return offset`;
+return {offset, epoch}`;
 
 /** Where a group stands, starting an epoch for a group that has none. KEYS: meta. ARGV: epoch, TTL ms. */
 export const POSITION = `

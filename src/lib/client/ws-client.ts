@@ -30,6 +30,8 @@ import { PendingRequests, requestId } from './pending-requests';
 const OPEN = 1;
 /** The most groups a connection names positions of. */
 const MAX_SINCE = 32;
+/** The most bytes of the URL their positions take (Node refuses requests past 16 KiB of headers). */
+const SINCE_BYTES = 4096;
 const STOP_ON: CloseCodes = [1008, 1003, [4400, 4499]];
 const RETRY_ON: CloseCodes = [1001, 1006, [1011, 1014]];
 
@@ -239,9 +241,13 @@ export class WsClient
         String(this.received),
       );
     }
-    // the most recently heard groups (at most MAX_SINCE): the URL stays short
-    for (const [group, position] of this.positions) {
-      url = withParam(url, SINCE_PARAM, sinceValue(group, position));
+    // the most recently heard groups first, within SINCE_BYTES: a server refuses a long URL
+    let room = SINCE_BYTES;
+    for (const [group, position] of Array.from(this.positions).reverse()) {
+      const value = sinceValue(group, position);
+      room -= SINCE_PARAM.length + 2 + encodeURIComponent(value).length;
+      if (room < 0) break;
+      url = withParam(url, SINCE_PARAM, value);
     }
     let ws: WebSocketLike;
     try {
@@ -287,8 +293,11 @@ export class WsClient
         if (!this.inOrder(ws, parsed.seq, payload)) return;
         const { group, position } = parsed as Required<typeof parsed>;
         const known = this.positions.get(group);
-        // a position said on joining is older than a message that overtook it
-        if (
+        if (position.epoch === '-') {
+          // no place in the group's history (sent while the server's broker was away)
+          if (parsed.kind === Frame.GroupLost) this.positions.delete(group);
+        } else if (
+          // a position said on joining is older than a message that overtook it
           parsed.kind !== Frame.GroupPosition ||
           known?.epoch !== position.epoch ||
           known.offset < position.offset

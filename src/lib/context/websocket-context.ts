@@ -20,7 +20,7 @@ import { EnvelopeLink, type EnvelopeSettings } from '../reliable/envelope-link';
 import {
   Frame,
   type GroupPosition,
-  MAX_GROUP_NAME,
+  isGroupName,
   parseSince,
   positionField,
   SINCE_PARAM,
@@ -213,18 +213,13 @@ export class WebSocketContext<
    * settles when the recovery is done, and never rejects. Joining a group again changes only the
    * session's presence: its `meta`, or without one, no listing.
    * @example await socket.join(`room:${room}`, { meta: { name: user.name } });
-   * @throws TypeError for a name that is not 1–128 characters, or `meta` with no JSON form
+   * @throws TypeError for a name that is not 1–128 characters of well-formed Unicode, or `meta`
+   * with no JSON form (or whose `toJSON` throws)
    */
   join(group: string, options: JoinOptions = {}): Promise<JoinResult> {
-    if (
-      typeof group !== 'string' ||
-      group === '' ||
-      group.length > MAX_GROUP_NAME
-    ) {
-      throw new TypeError(INVALID_GROUP(group));
-    }
+    if (!isGroupName(group)) throw new TypeError(INVALID_GROUP(group));
     const { meta, watch = false } = options;
-    if (meta !== undefined && JSON.stringify(meta) === undefined) {
+    if (meta !== undefined && !hasJsonForm(meta)) {
       throw new TypeError(INVALID_META);
     }
     if (this.state === 'closed') return NOT_JOINED;
@@ -615,6 +610,15 @@ export class WebSocketContext<
 }
 
 const RESOLVED = Promise.resolve();
+
+/** Whether `value` can be sent as JSON: `JSON.stringify` neither throws nor gives nothing. */
+function hasJsonForm(value: unknown): boolean {
+  try {
+    return JSON.stringify(value) !== undefined;
+  } catch {
+    return false;
+  }
+}
 const NOT_JOINED = Promise.resolve({ recovered: true, missed: 0 });
 const NO_GROUPS: ReadonlySet<string> = new Set();
 function ignore(): void {}

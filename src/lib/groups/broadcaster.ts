@@ -4,6 +4,8 @@ import { encode, WebSocketContext } from '../context/websocket-context';
 import { GroupHub } from './group-hub';
 import { GroupRegistry } from './group-registry';
 import { SessionRegistry } from '../session/session-registry';
+import { INVALID_GROUP } from '../messages';
+import { isGroupName } from '../protocol/envelope';
 
 /**
  * Sends one message to many sessions, on every instance of the app: the members of groups
@@ -25,8 +27,14 @@ export class Broadcaster {
     private readonly sessions: SessionRegistry,
   ) {}
 
-  /** The members of `groups` (each session once, in whichever of them). */
+  /**
+   * The members of `groups` (each session once, in whichever of them); none without a group.
+   * @throws TypeError for a name `socket.join()` would refuse
+   */
   to(...groups: string[]): Broadcast {
+    for (const group of groups) {
+      if (!isGroupName(group)) throw new TypeError(INVALID_GROUP(group));
+    }
     return new Broadcast(this.hub, { groups }, () => {
       if (groups.length === 1) return this.groups.members(groups[0]);
       const members = new Set<WebSocketContext>();
@@ -52,6 +60,8 @@ export class Broadcaster {
     return new Broadcast(this.hub, {}, () => this.sessions.contexts());
   }
 }
+
+const NO_ONE = Promise.resolve(true);
 
 /** A broadcast's audience, to narrow with `except`, count or send to. @publicApi */
 export class Broadcast {
@@ -101,6 +111,8 @@ export class Broadcast {
    */
   send(data: unknown): Promise<boolean> {
     const { payload, binary } = encode(data);
+    // to() without a group: no one
+    if (this.target.groups?.length === 0) return NO_ONE;
     const publication: Publication = { ...this.target, payload, binary };
     if (this.excluded.size) {
       publication.except = Array.from(this.excluded, (session) =>

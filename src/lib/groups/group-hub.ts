@@ -5,12 +5,13 @@ import {
   OnModuleInit,
   Optional,
 } from '@nestjs/common';
-import type {
-  Backplane,
-  BackplaneReceiver,
-  PresenceDiff,
-  Publication,
-  StreamPosition,
+import {
+  type Backplane,
+  type BackplaneReceiver,
+  EVERYONE,
+  type PresenceDiff,
+  type Publication,
+  type StreamPosition,
 } from '../backplane/backplane';
 import { WS_BACKPLANE } from '../constants';
 import type { WebSocketContext } from '../context/websocket-context';
@@ -41,6 +42,9 @@ export interface JoinResult {
 type PresenceListener = (diff: PresenceDiff) => void;
 
 function ignore(): void {}
+const SUBSCRIBED = Promise.resolve();
+/** The place of a group message that has none in the group's history (`-`: the client keeps its own). */
+const UNPLACED: StreamPosition = Object.freeze({ offset: 0, epoch: '-' });
 const RECOVERED: JoinResult = Object.freeze({ recovered: true, missed: 0 });
 const logger = new SafeLogger('GroupHub');
 
@@ -88,6 +92,8 @@ export class GroupHub
 
   async onModuleInit(): Promise<void> {
     await this.backplane.start(this);
+    // toUser, all() and several groups: their stream is followed as a group's
+    this.cursors?.open(EVERYONE, SUBSCRIBED);
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -179,8 +185,11 @@ export class GroupHub
   /** @internal the backplane's */
   publication(publication: Publication): void {
     const { groups, position } = publication;
-    if (this.cursors && position && groups?.length === 1) {
-      this.cursors.receive(groups[0], publication);
+    if (this.cursors && position) {
+      this.cursors.receive(
+        groups?.length === 1 ? groups[0] : EVERYONE,
+        publication,
+      );
     } else {
       this.fanOut(publication);
     }
@@ -215,10 +224,15 @@ export class GroupHub
 
   /** Hands `publication` to each of its sessions on this instance. */
   private fanOut(publication: Publication): void {
-    // this instance handed it to its sessions when the broker was away
-    if (publication.delivered) return;
-    const { groups, user, except } = publication;
+    const { groups, user, except, position } = publication;
     const group = groups?.length === 1 ? groups[0] : undefined;
+    if (publication.delivered) {
+      // this instance handed it to its sessions while the broker was away, with no place in the
+      // group's history: its reliable members now learn it, or they would recover it again
+      if (group && position)
+        this.tellMembers(Frame.GroupPosition, group, position);
+      return;
+    }
     const excluded = except?.length ? new Set(except) : undefined;
     let sent = 0;
     for (const member of this.audience(publication)) {
@@ -243,6 +257,7 @@ export class GroupHub
     yield* members;
   }
 
+  /** Hands a publication to a member: a group's with its group and place (`g`), others as they are. */
   private hand(
     member: WebSocketContext,
     publication: Publication,
@@ -252,7 +267,7 @@ export class GroupHub
       publication.payload,
       publication.binary,
       group,
-      publication.position,
+      group ? (publication.position ?? UNPLACED) : undefined,
     );
   }
 
@@ -336,9 +351,16 @@ export class GroupHub
 
   /** The group's messages before `position` never reached this instance: its reliable members hear. */
   private lost(group: string, position: StreamPosition): void {
+    this.tellMembers(Frame.GroupLost, group, position);
+  }
+
+  private tellMembers(
+    kind: typeof Frame.GroupPosition | typeof Frame.GroupLost,
+    group: string,
+    position: StreamPosition,
+  ): void {
     for (const member of this.registry.members(group)) {
-      if (member.link?.reliable)
-        member.groupFrame(Frame.GroupLost, group, position);
+      member.groupFrame(kind, group, position);
     }
   }
 }

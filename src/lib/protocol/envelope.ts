@@ -57,6 +57,19 @@ export interface GroupPosition {
 /** The longest group name, in UTF-16 units. */
 export const MAX_GROUP_NAME = 128;
 
+/** Whether `group` may name a group: 1–128 UTF-16 units of well-formed Unicode (no lone surrogate). */
+export function isGroupName(group: unknown): group is string {
+  return (
+    typeof group === 'string' &&
+    group !== '' &&
+    group.length <= MAX_GROUP_NAME &&
+    !LONE_SURROGATE.test(group)
+  );
+}
+
+const LONE_SURROGATE =
+  /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /** What the server says first on every connection of an enveloped endpoint. @publicApi */
 export interface Welcome {
   /** The session's id (the same across the connections of a resumed session). */
