@@ -29,6 +29,12 @@ export interface RedisBackplaneOptions {
   history?: { size?: number; ttl?: number };
   /** What is held while Redis is away. @default { messages: 10000, bytes: 16 MiB, maxAge: 60000 } */
   outage?: OutageLimits;
+  /**
+   * ms Redis has to answer a command before it counts as away: what was being published is then
+   * handed to this instance's sessions and held (if Redis did run it after all, the other
+   * instances get it twice). @default 2000
+   */
+  commandTimeout?: number;
 }
 
 const logger = new SafeLogger('RedisBackplane');
@@ -67,16 +73,25 @@ export class RedisBackplane implements Backplane {
 
   constructor(
     redis: Redis,
-    { prefix = 'ws', history = {}, outage }: RedisBackplaneOptions = {},
+    {
+      prefix = 'ws',
+      history = {},
+      outage,
+      commandTimeout = 2000,
+    }: RedisBackplaneOptions = {},
   ) {
     this.prefix = prefix;
     this.historySize = history.size ?? 1000;
     this.historyTtl = history.ttl ?? 300_000;
     this.held = new OutageBuffer(outage);
-    // a publication is held by us, not queued or sent again by ioredis, while Redis is away
+    // a publication is held by us, not queued or sent again by ioredis, while Redis is away: a
+    // command fails at once when the connection is down, when it breaks under the command, or
+    // when Redis does not answer within commandTimeout (a partition that resets nothing)
     this.commands = redis.duplicate({
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout,
       lazyConnect: true,
     });
     // we subscribe again ourselves: ioredis would leave its promises unhandled

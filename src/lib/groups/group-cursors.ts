@@ -138,12 +138,16 @@ export class GroupCursors {
   /** Asks where each group stands, and fills what did not come. */
   private check(): void {
     for (const [group, cursor] of this.cursors) {
-      if (!cursor.position || cursor.waiting) continue;
+      if (cursor.waiting) continue;
       this.backplane.position(group).then(
         (position) => {
           const last = cursor.position;
-          if (this.cursors.get(group) !== cursor || cursor.waiting || !last)
+          if (this.cursors.get(group) !== cursor || cursor.waiting) return;
+          // subscribed while the broker was away: it follows from here
+          if (!last) {
+            cursor.position = position;
             return;
+          }
           const behind =
             position.epoch === last.epoch
               ? position.offset > last.offset
