@@ -128,6 +128,7 @@ class Watcher {
   get members(): string[] {
     const members = new Set<string>();
     for (const event of this.events) {
+      if (event.type === 'state') members.clear(); // a state replaces the list
       for (const member of event.members ?? []) members.add(member.key);
       for (const member of event.joins ?? []) members.add(member.key);
       for (const member of event.leaves ?? []) members.delete(member.key);

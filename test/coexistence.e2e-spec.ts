@@ -96,7 +96,9 @@ describe.each(platforms)(
             path: '/raw',
           });
           raw.on('connection', (ws) =>
-            ws.on('message', (data: Buffer) => ws.send(`raw: ${data.toString()}`)),
+            ws.on('message', (data: Buffer) =>
+              ws.send(`raw: ${data.toString()}`),
+            ),
           );
         },
         platform,

@@ -123,9 +123,10 @@ function raw(url: string) {
 function membersOf(events: PresenceEvent[]): string[] {
   const members = new Set<string>();
   for (const event of events) {
-    if (event.type === 'state')
+    if (event.type === 'state') {
+      members.clear(); // a state replaces the list
       event.members.forEach((m) => members.add(m.key));
-    else {
+    } else {
       event.joins.forEach((m) => members.add(m.key));
       event.leaves.forEach((m) => members.delete(m.key));
     }

@@ -23,6 +23,7 @@ async function backplaneOn(
         `${publication.delivered ? 'noted' : 'got'} ${String(publication.payload)}`,
       ),
     presence: () => undefined,
+    reconnected: () => undefined,
   };
   const backplane = new RedisBackplane(new Redis(url, { lazyConnect: true }), {
     prefix: 'held',

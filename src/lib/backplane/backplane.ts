@@ -57,6 +57,11 @@ export interface BackplaneReceiver {
   publication(publication: Publication): void;
   /** A change of a subscribed group's presence. */
   presence(group: string, diff: PresenceDiff): void;
+  /**
+   * The broker is back after it was away: changes made meanwhile were not announced (and a broker
+   * that restarted empty forgot the entries), so presence is listed again.
+   */
+  reconnected(): void;
 }
 
 /** The publications of a group after a position, all of them. @publicApi */

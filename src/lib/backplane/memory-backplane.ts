@@ -173,8 +173,10 @@ export class MemoryBackplane implements Backplane {
     );
   }
 
-  presenceCount(group: string): Promise<number> {
-    return Promise.resolve(this.presence.get(group)?.keys.size ?? 0);
+  /** Sweeps first: a member whose time is up is counted no more than listed. */
+  async presenceCount(group: string): Promise<number> {
+    await this.presenceSweep(group);
+    return this.presence.get(group)?.keys.size ?? 0;
   }
 
   close(): Promise<void> {

@@ -99,8 +99,14 @@ export class RedisBackplane implements Backplane {
       lazyConnect: true,
       autoResubscribe: false,
     });
+    let ready = false;
     this.subscriber.on('ready', () => {
-      for (const channel of this.channels) this.listen(channel).catch(ignore);
+      const again = Array.from(this.channels, (channel) =>
+        this.listen(channel),
+      );
+      if (!ready) return void (ready = true);
+      // back after it was away: presence is listed again once changes come again
+      void Promise.all(again).then(() => this.receiver?.reconnected());
     });
     for (const connection of [this.commands, this.subscriber]) {
       connection.on('error', (error: unknown) => this.lostBroker(error));
@@ -122,7 +128,6 @@ export class RedisBackplane implements Backplane {
       this.commands.connect().catch(ignore),
       this.subscriber.connect().catch(ignore),
     ]);
-    await this.listen(this.everyone);
   }
 
   publish(publication: Publication): Promise<boolean> {
@@ -246,8 +251,13 @@ export class RedisBackplane implements Backplane {
     return entries.map((entry) => JSON.parse(entry) as PresenceEntry);
   }
 
-  presenceCount(group: string): Promise<number> {
-    return this.commands.hlen(this.key(group, 'pk'));
+  /** Sweeps first: a member whose time is up is counted no more than listed. */
+  async presenceCount(group: string): Promise<number> {
+    return (await this.run.wsPresenceSweep(
+      ...this.presenceKeys(group),
+      Date.now(),
+      this.channel(group),
+    )) as number;
   }
 
   async close(): Promise<void> {
@@ -333,11 +343,9 @@ export class RedisBackplane implements Backplane {
         return; // not ours
       }
       // the channel is `<prefix>:{<group>}`
-      const group = channel.toString(
-        'utf8',
-        this.prefix.length + 2,
-        channel.length - 1,
-      );
+      const group = channel
+        .toString('utf8', this.prefix.length + 2, channel.length - 1)
+        .replace(ESCAPED_TAG_CHARACTERS, unescapeTag);
       receiver.presence(group, diff);
       return;
     }
@@ -363,23 +371,28 @@ export class RedisBackplane implements Backplane {
     return this.commands as unknown as ScriptCommands;
   }
 
-  private get everyone(): string {
-    return this.channel(EVERYONE);
-  }
-
-  /** A group's channel, `<prefix>:{<group>}`; everyone's is `<prefix>:all{all}`. */
+  /**
+   * A group's channel, `<prefix>:{<group>}`, the group's `{`, `}` and `%` escaped (`%7b`…) so
+   * that the braces make its hash tag; everyone's is `<prefix>:all{all}`.
+   */
   private channel(group: string): string {
     return group === EVERYONE
       ? `${this.prefix}:all{all}`
-      : `${this.prefix}:{${group}}`;
+      : `${this.prefix}:{${group.replace(TAG_CHARACTERS, escapeTag)}}`;
   }
 
   private key(group: string, kind: string): string {
     return `${this.channel(group)}:${kind}`;
   }
 
-  private presenceKeys(group: string): [string, string, string] {
-    return [this.key(group, 'p'), this.key(group, 'pe'), this.key(group, 'pk')];
+  /** Entries, expiries, members' session counts, sessions' keys. */
+  private presenceKeys(group: string): [string, string, string, string] {
+    return [
+      this.key(group, 'p'),
+      this.key(group, 'pe'),
+      this.key(group, 'pk'),
+      this.key(group, 'ps'),
+    ];
   }
 }
 
@@ -400,14 +413,21 @@ const SCRIPTS: Array<[string, string, number]> = [
   ['wsPublish', scripts.PUBLISH, 2],
   ['wsPosition', scripts.POSITION, 1],
   ['wsHistory', scripts.HISTORY, 2],
-  ['wsPresenceJoin', scripts.PRESENCE_JOIN, 3],
-  ['wsPresenceRefresh', scripts.PRESENCE_REFRESH, 3],
+  ['wsPresenceJoin', scripts.PRESENCE_JOIN, 4],
+  ['wsPresenceRefresh', scripts.PRESENCE_REFRESH, 4],
   ['wsPresenceLeave', scripts.PRESENCE_LEAVE, 1],
-  ['wsPresenceSweep', scripts.PRESENCE_SWEEP, 3],
+  ['wsPresenceSweep', scripts.PRESENCE_SWEEP, 4],
   ['wsPresenceList', scripts.PRESENCE_LIST, 2],
 ];
 
 const LOST = Promise.resolve(false);
+
+const TAG_CHARACTERS = /[{}%]/g;
+const ESCAPED_TAG_CHARACTERS = /%(7b|7d|25)/g;
+const escapeTag = (character: string) =>
+  `%${character.charCodeAt(0).toString(16)}`;
+const unescapeTag = (_escaped: string, hex: string) =>
+  String.fromCharCode(parseInt(hex, 16));
 
 /** Whether `error` is Redis's answer to a command (it refused it), not a lost connection. */
 function isReply(error: unknown): boolean {

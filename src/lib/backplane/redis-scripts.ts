@@ -53,17 +53,19 @@ return out`;
 
 /**
  * Adds or refreshes a session's entry; a key seen for the first time is announced as a join.
- * KEYS: entries hash, expiries zset, key counts hash. ARGV: session, key, entry JSON, expiry,
- * channel, TTL of the keys.
+ * KEYS: entries hash, expiries zset, key counts hash, the sessions' keys hash. ARGV: session,
+ * key, entry JSON, expiry, channel, TTL of the keys. (The key is kept apart from the JSON: the
+ * scripts never parse what the application put in `meta`.)
  */
 export const PRESENCE_JOIN = `
 local known = redis.call('HEXISTS', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 if known == 0 and redis.call('HINCRBY', KEYS[3], ARGV[2], 1) == 1 then
   redis.call('SPUBLISH', ARGV[5], 'p {"joins":[' .. ARGV[3] .. '],"leaves":[]}')
 end
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
 return 0`;
 
 /** Extends entries; returns the sessions it no longer has. KEYS: as join. ARGV: expiry, TTL, sessions... */
@@ -76,7 +78,7 @@ for i = 3, #ARGV do
     missing[#missing + 1] = ARGV[i]
   end
 end
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return missing`;
 
 /** Lets an entry end at a time, unless refreshed. KEYS: expiries zset. ARGV: session, expiry. */
@@ -85,18 +87,19 @@ redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
 return 0`;
 
 /**
- * Removes the entries past their end; a key with none left is announced as a leave.
- * KEYS: as join. ARGV: now, channel.
+ * Removes the entries past their end; a key with none left is announced as a leave. Returns the
+ * number of members (keys) left. KEYS: as join. ARGV: now, channel.
  */
 export const PRESENCE_SWEEP = `
 local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 local leaves = {}
 for _, session in ipairs(gone) do
   local entry = redis.call('HGET', KEYS[1], session)
+  local key = redis.call('HGET', KEYS[4], session)
   redis.call('HDEL', KEYS[1], session)
+  redis.call('HDEL', KEYS[4], session)
   redis.call('ZREM', KEYS[2], session)
-  if entry then
-    local key = cjson.decode(entry).key
+  if entry and key then
     if redis.call('HINCRBY', KEYS[3], key, -1) <= 0 then
       redis.call('HDEL', KEYS[3], key)
       leaves[#leaves + 1] = entry
@@ -106,7 +109,7 @@ end
 if #leaves > 0 then
   redis.call('SPUBLISH', ARGV[2], 'p {"joins":[],"leaves":[' .. table.concat(leaves, ',') .. ']}')
 end
-return #leaves`;
+return redis.call('HLEN', KEYS[3])`;
 
 /** The live entries. KEYS: entries hash, expiries zset. ARGV: now. */
 export const PRESENCE_LIST = `

@@ -22,6 +22,7 @@ import {
   type GroupPosition,
   isGroupName,
   parseSince,
+  RESUME_PARAM,
   positionField,
   SINCE_PARAM,
 } from '../protocol/envelope';
@@ -315,6 +316,17 @@ export class WebSocketContext<
    */
   get resumeFailed(): boolean {
     return this.failedResume;
+  }
+
+  /**
+   * The id of the session the client had before, when it asked to resume one this instance did
+   * not have (its resume token names it): what excluded that session excludes this one when the
+   * client recovers its groups. @internal
+   */
+  get formerId(): string | undefined {
+    if (!this.failedResume) return undefined;
+    const token = this.query[RESUME_PARAM];
+    return typeof token === 'string' ? token.split('.')[0] : undefined;
   }
 
   /** @internal */

@@ -38,22 +38,20 @@ export class GroupCursors {
   ) {}
 
   /**
-   * Follows `group` once subscribed: from where it then stands, so that what is published from
-   * there on and does not come is found.
+   * Follows `group` from where it stands now; resolves once that is known (or the broker did not
+   * say). Subscribe after that: whatever is published from there on then either comes or is
+   * found, however late the subscription's first message arrives.
    */
-  open(group: string, subscribed: Promise<void>): void {
+  open(group: string): Promise<void> {
     const cursor: Cursor = {};
     this.cursors.set(group, cursor);
     this.timer ??= setInterval(() => this.check(), POSITION_CHECK).unref();
-    subscribed
-      .then(() => this.backplane.position(group))
-      .then(
-        (position) => {
-          // a publication that came first set it already
-          if (!cursor.position && !cursor.waiting) cursor.position = position;
-        },
-        () => undefined, // the broker is away: the first publication sets it
-      );
+    return this.backplane.position(group).then(
+      (position) => {
+        if (!cursor.position && !cursor.waiting) cursor.position = position;
+      },
+      () => undefined, // the broker is away: the next check sets it
+    );
   }
 
   close(group: string): void {

@@ -39,7 +39,8 @@ export interface JoinResult {
   missed: number;
 }
 
-type PresenceListener = (diff: PresenceDiff) => void;
+/** Hears each change of a group's presence, or `undefined`: list it again (the broker is back). */
+type PresenceListener = (diff: PresenceDiff | undefined) => void;
 
 function ignore(): void {}
 const SUBSCRIBED = Promise.resolve();
@@ -92,8 +93,9 @@ export class GroupHub
 
   async onModuleInit(): Promise<void> {
     await this.backplane.start(this);
-    // toUser, all() and several groups: their stream is followed as a group's
-    this.cursors?.open(EVERYONE, SUBSCRIBED);
+    // toUser, all() and several groups: their stream is followed as a group's, for good
+    this.interested(EVERYONE, 1);
+    await this.subscriptions.get(EVERYONE);
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -104,6 +106,7 @@ export class GroupHub
 
   /** Sends `publication` through the backplane: `true` once it has it, `false` if it was lost. */
   publish(publication: Publication): Promise<boolean> {
+    this.metrics?.broadcast();
     return this.backplane.publish(publication);
   }
 
@@ -167,19 +170,26 @@ export class GroupHub
     if (feeds?.delete(group) && !feeds.size) this.feeds.delete(context);
   }
 
-  /** Calls `listener` with each change of `group`'s presence; returns how to stop. */
-  watch(group: string, listener: PresenceListener): () => void {
+  /**
+   * Calls `listener` with each change of `group`'s presence; `subscribed` settles once changes
+   * come (a list read after it misses none), `stop` ends it.
+   */
+  watch(
+    group: string,
+    listener: PresenceListener,
+  ): { subscribed: Promise<void>; stop: () => void } {
     let listeners = this.watchers.get(group);
     if (!listeners) this.watchers.set(group, (listeners = new Set()));
     listeners.add(listener);
     this.interested(group, 1);
     this.tracker.watching(group, 1);
-    return () => {
+    const stop = () => {
       if (!listeners.delete(listener)) return;
       if (!listeners.size) this.watchers.delete(group);
       this.interested(group, -1);
       this.tracker.watching(group, -1);
     };
+    return { subscribed: this.subscriptions.get(group)!, stop };
   }
 
   /** @internal the backplane's */
@@ -196,7 +206,13 @@ export class GroupHub
   }
 
   /** @internal the backplane's */
-  presence(group: string, diff: PresenceDiff): void {
+  reconnected(): void {
+    this.tracker.refresh();
+    for (const group of this.watchers.keys()) this.presence(group, undefined);
+  }
+
+  /** @internal the backplane's */
+  presence(group: string, diff: PresenceDiff | undefined): void {
     for (const listener of this.watchers.get(group) ?? []) {
       try {
         listener(diff);
@@ -211,9 +227,19 @@ export class GroupHub
     if (count > 0) {
       this.interest.set(group, count);
       if (count > 1 || change < 0) return;
-      const subscribed = this.backplane.subscribe(group).catch(ignore);
-      this.subscriptions.set(group, subscribed);
-      this.cursors?.open(group, subscribed);
+      // where the group stands is read first, then the subscription made
+      const positioned = this.cursors?.open(group) ?? SUBSCRIBED;
+      this.subscriptions.set(
+        group,
+        positioned
+          // not if it was left meanwhile (another join subscribes again)
+          .then(() =>
+            this.interest.has(group)
+              ? this.backplane.subscribe(group)
+              : undefined,
+          )
+          .then(ignore, ignore),
+      );
       return;
     }
     this.interest.delete(group);
@@ -244,7 +270,7 @@ export class GroupHub
       if (waiting && publication.position) waiting.push(publication);
       else if (this.hand(member, publication, group)) sent++;
     }
-    this.metrics?.broadcast(sent);
+    this.metrics?.delivered(sent);
   }
 
   private *audience({ groups }: Publication): Iterable<WebSocketContext> {
@@ -313,9 +339,11 @@ export class GroupHub
     let last = history?.position ?? now;
     if (history) {
       let missed = 0;
+      const { id, formerId } = context;
       for (const publication of history.publications) {
         if (publication.position!.offset <= since.offset) continue;
-        if (!publication.except?.includes(context.id)) {
+        const { except } = publication;
+        if (!except?.some((skip) => skip === id || skip === formerId)) {
           this.hand(context, publication, group);
           missed++;
         }

@@ -40,12 +40,19 @@ export function membersOf(entries: PresenceEntry[]): PresenceMember[] {
 export function presenceEvents(
   group: string,
   list: () => Promise<PresenceEntry[]>,
-  watch: (listener: (diff: PresenceDiff) => void) => () => void,
+  watch: (listener: (diff: PresenceDiff | undefined) => void) => {
+    subscribed: Promise<void>;
+    stop: () => void;
+  },
 ): Observable<PresenceEvent> {
   return new Observable<PresenceEvent>((subscriber) => {
     let held: PresenceDiff[] | undefined = [];
-    const stop = watch((diff) => {
-      if (held) held.push(diff);
+    const { subscribed, stop } = watch((diff) => {
+      if (!diff) {
+        // the broker is back: what changed meanwhile is told by a new state
+        if (!held) void state();
+        held = [];
+      } else if (held) held.push(diff);
       else subscriber.next(diffEvent(group, diff));
     });
     let retry: NodeJS.Timeout | undefined;
@@ -66,7 +73,8 @@ export function presenceEvents(
           if (!subscriber.closed) retry = setTimeout(state, LIST_RETRY).unref();
         },
       );
-    void state();
+    // listed once changes come: none falls between the list and them
+    void subscribed.then(state);
     return () => {
       clearTimeout(retry);
       stop();

@@ -104,7 +104,8 @@ export class PresenceTracker {
     }
   }
 
-  private refresh(): void {
+  /** Says this instance's members are alive (adding those the broker lost), and sweeps. */
+  refresh(): void {
     const expiresAt = Date.now() + this.ttl;
     for (const [group, entries] of this.local) {
       this.backplane

@@ -39,7 +39,8 @@ export class Presence {
 
   /**
    * The group's members (`state`), then each change (`diff`), for as long as it is subscribed.
-   * It never errors: while the broker is away, the list is asked for again every second. A
+   * It never errors: while the broker is away, the list is asked for again every second, and
+   * when it is back after it was away, a new `state` replaces the list. A
    * member that should see them can rather join with `{ watch: true }`.
    * @example
    * this.presence.watch(room).subscribe((event) => chart.update(event));

@@ -26,9 +26,9 @@ export interface WsMetricsSnapshot {
   closes: Record<string, number>;
   /** Sends that waited because more than `sendHighWaterMark` bytes waited for the peer. */
   backpressure: number;
-  /** Broadcasts made. */
+  /** Broadcasts sent from this instance (`send()` calls). */
   broadcasts: number;
-  /** Messages the broadcasts delivered, all together. */
+  /** Messages that broadcasts, from any instance, handed to this instance's sessions. */
   fanout: number;
   /** Times a reliable session continued on a new connection. */
   resumes: number;

@@ -21,8 +21,10 @@ function record(wsMetrics: WsMetrics): void {
   wsMetrics.resumed('/chat/:room');
   wsMetrics.sessionClosed('/chat/:room', 1000);
   wsMetrics.sessionClosed('/feed', 4001);
-  wsMetrics.broadcast(3);
-  wsMetrics.broadcast(2);
+  wsMetrics.broadcast();
+  wsMetrics.delivered(3);
+  wsMetrics.broadcast();
+  wsMetrics.delivered(2);
   wsMetrics.recovery(true);
   wsMetrics.recovery(false);
   wsMetrics.recovery(false);

@@ -159,10 +159,14 @@ export class WsMetrics {
     this.endpoint(endpoint).resumed();
   }
 
-  /** A broadcast was delivered to `fanout` sessions. @internal */
-  broadcast(fanout: number): void {
+  /** A broadcast was sent from this instance (`send()`). @internal */
+  broadcast(): void {
     this.broadcasts++;
-    this.deliveries += fanout;
+  }
+
+  /** A broadcast, from any instance, was handed to `count` sessions of this one. @internal */
+  delivered(count: number): void {
+    this.deliveries += count;
   }
 
   /** A session was recovered (`ok`), or could not be. @internal */
