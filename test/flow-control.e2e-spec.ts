@@ -36,7 +36,9 @@ const seen = {
 
 @Controller('flow')
 class FlowController {
-  @Ws('slow', { maxPayload: MESSAGE_SIZE })
+  // no heartbeat: the peer's pong waits behind all it sends, and on a loaded machine the run can
+  // outlast an interval and a timeout (such a peer is dropped as a silent one, by design)
+  @Ws('slow', { maxPayload: MESSAGE_SIZE, heartbeat: false })
   async slow(@Socket() socket: WebSocketContext) {
     const baseline = serverMemory();
     let peakGrowth = 0;
