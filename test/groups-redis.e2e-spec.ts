@@ -9,7 +9,7 @@ import {
   WsMetrics,
 } from 'nestjs-ws-endpoints';
 import { FaultProxy } from './utils/fault-proxy';
-import { GroupHarness, shardChannels, untilAsync } from './utils/group-harness';
+import { GroupHarness, shardChannels } from './utils/group-harness';
 import { describeWithRedis, PrivateRedis, REDIS_URL } from './utils/redis';
 import { within } from './utils/within';
 import { until } from './utils/until';
@@ -99,7 +99,7 @@ describeWithRedis('groups across two instances on Redis', () => {
       { key: 'loop', userId: 'loop', meta: { n: 'last' } },
     ]);
     await session.close();
-    await untilAsync(
+    await until(
       async () => (await shardChannels(admin, `${prefix}:{`)).length === 0,
       'no group channel is subscribed',
     );
@@ -113,7 +113,7 @@ describeWithRedis('groups across two instances on Redis', () => {
     const subscribed = await shardChannels(admin, `${prefix}:{many-`);
     expect(subscribed).toHaveLength(10_000);
     await session.close();
-    await untilAsync(
+    await until(
       async () => (await shardChannels(admin, `${prefix}:{many-`)).length === 0,
       'every channel is let go',
       10_000,
@@ -156,12 +156,12 @@ describeWithRedis('groups across two instances on Redis', () => {
     await a.raw('/plain?name=k&user=k');
     await a.session('k').join(group, { meta: { big: 'x'.repeat(10_000) } });
     const keys = () => admin.keys(`${prefix}:{${group}}:p*`);
-    await untilAsync(
+    await until(
       async () => (await keys()).length === 4,
       'the presence keys exist',
     );
     await a.session('k').close();
-    await untilAsync(
+    await until(
       async () => (await keys()).length === 0,
       'the presence keys are gone',
       3000,

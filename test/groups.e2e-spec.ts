@@ -1,11 +1,4 @@
-import {
-  CanActivate,
-  Controller,
-  ExecutionContext,
-  INestApplication,
-  Query,
-  UseGuards,
-} from '@nestjs/common';
+import { Controller, INestApplication, Query, UseGuards } from '@nestjs/common';
 import { connect as tcpConnect, type Socket as NetSocket } from 'node:net';
 import WebSocket from 'ws';
 import {
@@ -19,25 +12,13 @@ import {
 import { platforms, startApp } from './utils/test-app';
 import { until } from './utils/until';
 import { upgradeRequest } from './utils/raw-http';
-
-/** Puts `request.user = { id: ?user }`. */
-class UserGuard implements CanActivate {
-  canActivate(context: ExecutionContext) {
-    const request = context.switchToHttp().getRequest<{
-      url: string;
-      user?: unknown;
-    }>();
-    const user = new URL(request.url, 'http://x').searchParams.get('user');
-    if (user) request.user = { id: user };
-    return true;
-  }
-}
+import { QueryUser } from './utils/query-user.guard';
 
 /** The sessions by the `name` they were given in the query. */
 const named = new Map<string, WebSocketContext>();
 
 @Controller()
-@UseGuards(UserGuard)
+@UseGuards(QueryUser)
 class RoomsController {
   /** Joins the groups in `?groups=a,b`, then waits for the end of the session. */
   @Ws('rooms', { sendHighWaterMark: 16 * 1024 })

@@ -9,7 +9,7 @@ import {
   type PresenceEvent,
   RedisBackplane,
 } from 'nestjs-ws-endpoints';
-import { GroupHarness, shardChannels, untilAsync } from './utils/group-harness';
+import { GroupHarness, shardChannels } from './utils/group-harness';
 import { describeWithRedis, PrivateRedis, REDIS_URL } from './utils/redis';
 import { until } from './utils/until';
 
@@ -178,11 +178,11 @@ describeWithRedis('presence on Redis', () => {
     );
     expect(await presence.count(group)).toBe(1);
     // its list is empty after the TTL; its count should follow within a third of it
-    await untilAsync(
+    await until(
       async () => (await presence.list(group)).length === 0,
       'kim leaves the list',
     );
-    await untilAsync(
+    await until(
       async () => (await presence.count(group)) === 0,
       'count() follows list()',
       TTL / 3 + 2000,

@@ -1,13 +1,6 @@
 // Presence, joins and group recovery on one instance (the in-memory backplane), on Express and
 // Fastify; across instances over Redis it is test/cluster.e2e-spec.ts.
-import {
-  CanActivate,
-  Controller,
-  ExecutionContext,
-  INestApplication,
-  Param,
-  UseGuards,
-} from '@nestjs/common';
+import { Controller, INestApplication, Param, UseGuards } from '@nestjs/common';
 import WebSocket from 'ws';
 import {
   Broadcaster,
@@ -25,18 +18,7 @@ import { connect, type WsClient } from 'nestjs-ws-endpoints/client';
 import { FaultProxy } from './utils/fault-proxy';
 import { platforms, startApp } from './utils/test-app';
 import { until } from './utils/until';
-
-/** The user is who `?user=` says. */
-class QueryUser implements CanActivate {
-  canActivate(context: ExecutionContext): boolean {
-    const request = context
-      .switchToHttp()
-      .getRequest<{ url: string; user?: unknown }>();
-    const user = new URL(request.url, 'http://x').searchParams.get('user');
-    if (user) request.user = { id: user };
-    return true;
-  }
-}
+import { QueryUser } from './utils/query-user.guard';
 
 /** The sessions of the current test, by user, newest last. */
 const sessions = new Map<string, WebSocketContext[]>();

@@ -3,7 +3,11 @@
 // prints the server's first reply and exits.
 const WebSocket = require('ws');
 
-const [url, count, size] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const [url, count, size] = [
+  process.argv[2],
+  Number(process.argv[3]),
+  Number(process.argv[4]),
+];
 const ws = new WebSocket(url);
 ws.on('open', () => {
   for (let seq = 0; seq < count; seq++) {

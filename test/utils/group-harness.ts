@@ -1,13 +1,7 @@
 // A Nest app whose sessions only register themselves and wait for their end, so that a test
 // drives their groups directly (`session('ann').join(...)`), as a handler would; with raw `ws`
 // clients and the package's client that record what they get from the moment they are made.
-import {
-  CanActivate,
-  Controller,
-  ExecutionContext,
-  INestApplication,
-  UseGuards,
-} from '@nestjs/common';
+import { Controller, INestApplication, UseGuards } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import {
@@ -21,18 +15,7 @@ import {
 import { connect, type WsClient } from 'nestjs-ws-endpoints/client';
 import { type CapturedLogs, type Platform, startApp } from './test-app';
 import { until } from './until';
-
-/** The user is who `?user=` says. */
-class QueryUser implements CanActivate {
-  canActivate(context: ExecutionContext): boolean {
-    const request = context
-      .switchToHttp()
-      .getRequest<{ url: string; user?: unknown }>();
-    const user = new URL(request.url, 'http://x').searchParams.get('user');
-    if (user) request.user = { id: user };
-    return true;
-  }
-}
+import { QueryUser } from './query-user.guard';
 
 /** The sessions of every harness, by `?name=`, newest last. */
 const byName = new Map<string, WebSocketContext[]>();
@@ -224,21 +207,4 @@ export async function shardChannels(
     `${prefix}*`,
   )) as string[];
   return channels.sort();
-}
-
-/**
- * Resolves once `check()` resolves true, asking again (one question at a time) every few ms;
- * fails loudly after `timeout` ms. For a state held elsewhere (Redis) that only a query shows.
- */
-export async function untilAsync(
-  check: () => Promise<boolean>,
-  what: string,
-  timeout = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!(await check())) {
-    if (Date.now() > deadline)
-      throw new Error(`Timed out after ${timeout} ms waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
