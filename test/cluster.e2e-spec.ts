@@ -136,11 +136,22 @@ class Watcher {
     return Array.from(members).sort();
   }
 
-  /** How often `key` appeared: in the state, or joining. */
+  /**
+   * How often `key` appeared where it was not listed: in a state, or joining. (A change that came
+   * while the first list was read follows that list, and may repeat what it says.)
+   */
   joinsOf(key: string): number {
-    return this.events.filter((e) =>
-      [...(e.members ?? []), ...(e.joins ?? [])].some((m) => m.key === key),
-    ).length;
+    let listed = false;
+    let appeared = 0;
+    for (const event of this.events) {
+      const here = (members?: Array<{ key: string }>) =>
+        members?.some((m) => m.key === key) ?? false;
+      if (event.type === 'state') listed = false;
+      if (!listed && (here(event.members) || here(event.joins))) appeared++;
+      if (here(event.members) || here(event.joins)) listed = true;
+      if (here(event.leaves)) listed = false;
+    }
+    return appeared;
   }
 
   leavesOf(key: string): number {
